@@ -1,0 +1,84 @@
+# Makefile for p2v.  `make` builds ./p2v; `make check` runs the unit tests
+# and the bats suite; `make check-asan` runs the unit tests under ASan.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+
+CC ?= cc
+PKGS = json-c zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lz)
+
+WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wno-format-nonliteral \
+       -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
+             -I. -Icommon -Iformats -Iconvert $(PKG_CFLAGS) -pthread
+LIBS = $(PKG_LIBS) -pthread
+
+# Everything but the entry point goes into a static library that the
+# unit tests link too.
+LIB_SRCS = $(wildcard common/*.c formats/*.c convert/*.c)
+LIB_OBJS = $(LIB_SRCS:.c=.o)
+UNIT_SRCS = $(wildcard tests/unit/test-*.c)
+UNIT_BINS = $(UNIT_SRCS:.c=)
+
+.PHONY: all check check-unit check-bats check-asan install clean bench demo
+
+all: p2v tests/tools/gen-image
+
+%.o: %.c $(wildcard common/*.h formats/*.h convert/*.h)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+libp2v.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+p2v: p2v.o libp2v.a
+	$(CC) $(ALL_CFLAGS) -o $@ p2v.o libp2v.a $(LIBS)
+
+tests/unit/test-%: tests/unit/test-%.c tests/unit/unit.h libp2v.a
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< libp2v.a $(LIBS)
+
+tests/tools/gen-image: tests/tools/gen-image.c
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
+check-unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
+
+check-bats: p2v tests/tools/gen-image
+	PATH="$(CURDIR):$$PATH" bats tests/
+
+check: all check-unit check-bats
+
+# The unit tests again, built from scratch with AddressSanitizer and UBSan
+# in a separate tree so the normal objects stay untouched.
+ASAN_DIR = .asan-build
+check-asan:
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
+	cp -r common formats convert tests p2v.c Makefile $(ASAN_DIR)/
+	$(MAKE) -C $(ASAN_DIR) check-unit \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LIBS="$(LIBS) -fsanitize=address,undefined"
+
+install: p2v
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 755 p2v $(DESTDIR)$(BINDIR)/p2v
+	install -m 644 man/p2v.1 $(DESTDIR)$(MANDIR)/man1/p2v.1
+
+bench: p2v tests/tools/gen-image
+	bench/convert.sh
+
+# The newcomer's first run: generate a 512 MiB example disk, convert it to
+# compressed qcow2, and prove the result with our verify and qemu-img's.
+demo: p2v tests/tools/gen-image
+	mkdir -p example
+	tests/tools/gen-image example/server.img 512
+	./p2v convert example/server.img -o example/server.qcow2 --compress --force
+	./p2v verify example/server.img example/server.qcow2
+	qemu-img check example/server.qcow2
+
+clean:
+	rm -f p2v p2v.o libp2v.a $(LIB_OBJS) $(UNIT_BINS) tests/tools/gen-image
+	rm -rf $(ASAN_DIR)

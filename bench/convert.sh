@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# bench/convert.sh: p2v convert against qemu-img convert, side by side in
+# one run, on one deterministic 1 GiB image with zero runs, compressible
+# and incompressible data.  Median of N runs (default 3), every output
+# written to the same file system, every output checked with
+# qemu-img compare.  Prints times, sizes and ratios.
+#
+#   bench/convert.sh [SIZE_MIB] [RUNS]       (BENCH_DIR=/var/tmp/... to move it)
+set -euo pipefail
+
+top="$(cd "$(dirname "$0")/.." && pwd)"
+size_mib="${1:-1024}"
+runs="${2:-3}"
+dir="${BENCH_DIR:-/var/tmp/p2v-bench}"
+
+make -s -C "$top" p2v tests/tools/gen-image
+p2v="$top/p2v"
+mkdir -p "$dir"
+src="$dir/source-${size_mib}M.img"
+[ -f "$src" ] || "$top/tests/tools/gen-image" "$src" "$size_mib"
+cat "$src" > /dev/null          # every contender starts from a warm cache
+
+declare -A cmd
+order=(qemu-c qemu-c-W p2v-c p2v-c6 qemu qemu-W p2v)
+cmd[qemu-c]="qemu-img convert -c -O qcow2 $src $dir/out-qemu-c.qcow2"
+cmd[qemu-c-W]="qemu-img convert -c -W -m 16 -O qcow2 $src $dir/out-qemu-c-W.qcow2"
+cmd[p2v-c]="$p2v convert -q --force --compress $src -o $dir/out-p2v-c.qcow2"
+cmd[p2v-c6]="$p2v convert -q --force --compress=6 $src -o $dir/out-p2v-c6.qcow2"
+cmd[qemu]="qemu-img convert -O qcow2 $src $dir/out-qemu.qcow2"
+cmd[qemu-W]="qemu-img convert -W -m 16 -O qcow2 $src $dir/out-qemu-W.qcow2"
+cmd[p2v]="$p2v convert -q --force $src -o $dir/out-p2v.qcow2"
+
+declare -A times
+for ((r = 1; r <= runs; r++)); do
+  for name in "${order[@]}"; do
+    rm -f "$dir/out-$name.qcow2"
+    sync
+    t0=$(date +%s.%N)
+    ${cmd[$name]}
+    t1=$(date +%s.%N)
+    times[$name]+="$(echo "$t1 - $t0" | bc -l) "
+  done
+done
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A med osize
+for name in "${order[@]}"; do
+  qemu-img compare -q "$src" "$dir/out-$name.qcow2" \
+    || { echo "bench: output of $name differs from the source" >&2; exit 1; }
+  med[$name]=$(echo "${times[$name]}" | median)
+  osize[$name]=$(stat -c %s "$dir/out-$name.qcow2")
+done
+
+echo
+echo "source: $size_mib MiB ($(du -m "$src" | cut -f1) MiB allocated), $(nproc) CPUs, median of $runs runs"
+printf '%-10s %-48s %9s %12s\n' name command seconds "size (MiB)"
+for name in "${order[@]}"; do
+  c="${cmd[$name]//$dir\//}"; c="${c//$top\//}"
+  printf '%-10s %-48.48s %9.2f %12.1f\n' "$name" "$c" "${med[$name]}" \
+    "$(echo "${osize[$name]} / 1048576" | bc -l)"
+done
+echo
+ratio() { echo "$1 / $2" | bc -l; }
+printf 'compressed: p2v is %.2fx faster than qemu-img -c         (target >= 3)\n' \
+  "$(ratio "${med[qemu-c]}" "${med[p2v-c]}")"
+printf 'compressed: p2v is %.2fx faster than qemu-img -c -W -m 16 (target >= 1.5)\n' \
+  "$(ratio "${med[qemu-c-W]}" "${med[p2v-c]}")"
+printf 'compressed: p2v size is %.3fx qemu-img -c size            (target <= 1.1)\n' \
+  "$(ratio "${osize[p2v-c]}" "${osize[qemu-c]}")"
+printf 'level 6:    p2v --compress=6 is %.2fx faster than qemu-img -c, size %.3fx\n' \
+  "$(ratio "${med[qemu-c]}" "${med[p2v-c6]}")" "$(ratio "${osize[p2v-c6]}" "${osize[qemu-c]}")"
+printf 'plain:      p2v is %.2fx faster than qemu-img             (target >= 1.3)\n' \
+  "$(ratio "${med[qemu]}" "${med[p2v]}")"
+printf 'plain:      p2v is %.2fx faster than qemu-img -W -m 16    (target >= 1.0)\n' \
+  "$(ratio "${med[qemu-W]}" "${med[p2v]}")"

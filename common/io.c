@@ -1,0 +1,65 @@
+/* io.c: full-length pread/pwrite loops, written once. */
+#include <errno.h>
+#include <unistd.h>
+
+#include "common.h"
+
+int
+full_pread (int fd, void *buf, size_t count, uint64_t offset)
+{
+  char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = pread (fd, p, count, (off_t) offset);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    if (r == 0) {
+      errno = EIO;              /* unexpected end of file */
+      return -1;
+    }
+    p += r;
+    count -= r;
+    offset += r;
+  }
+  return 0;
+}
+
+int
+full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
+{
+  const char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = pwrite (fd, p, count, (off_t) offset);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += r;
+    count -= r;
+    offset += r;
+  }
+  return 0;
+}
+
+int
+full_write (int fd, const void *buf, size_t count)
+{
+  const char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = write (fd, p, count);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += r;
+    count -= r;
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+/* convert.h: the copy engine (reader -> worker threads -> one ordered
+ * writer), image comparison, and the convert/verify subcommands. */
+#ifndef P2V_CONVERT_H
+#define P2V_CONVERT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "format.h"
+
+struct p2v_copy_opts {
+  unsigned threads;             /* worker threads; 0: one per CPU */
+  bool compress;                /* needs a destination that can compress */
+  int compress_level;           /* -1: the format's default */
+  bool progress;                /* draw a meter on a TTY */
+};
+
+struct p2v_copy_stats {
+  uint64_t size;                /* guest size copied */
+  uint64_t bytes_read;          /* read from the source */
+  uint64_t bytes_zero;          /* guest bytes found zero or unallocated */
+  uint64_t bytes_plain;         /* guest bytes written as they are */
+  uint64_t bytes_compressed_in; /* guest bytes written compressed ... */
+  uint64_t bytes_compressed_out;/* ... and what they took */
+  double seconds;
+};
+
+/* Copy every guest byte of src into dst (same size or larger).  Reads
+ * only what src's block status calls data; writes only non-zero units. */
+int copy_image (struct p2v_image *src, struct p2v_image *dst,
+                const struct p2v_copy_opts *opts,
+                struct p2v_copy_stats *stats);
+
+/* Compare guest-visible content.  Returns 0 same, 1 different (and
+ * *first_diff set), -1 error.  Where sizes differ the extra tail of the
+ * larger image must read as zeros, as with qemu-img compare. */
+int compare_images (struct p2v_image *a, struct p2v_image *b,
+                    uint64_t *first_diff);
+
+int cmd_convert (int argc, char **argv);
+int cmd_verify (int argc, char **argv);
+
+#endif /* P2V_CONVERT_H */

@@ -1,0 +1,97 @@
+/* test-common.c: unit tests for common/: sizes, zero detection, full I/O,
+ * error reporting. */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+static void
+test_parse_size (void)
+{
+  uint64_t v;
+
+  CHECK (parse_size ("512", &v) == 0 && v == 512);
+  CHECK (parse_size ("64K", &v) == 0 && v == 65536);
+  CHECK (parse_size ("2M", &v) == 0 && v == 2097152);
+  CHECK (parse_size ("1G", &v) == 0 && v == 1073741824);
+  CHECK (parse_size ("1GiB", &v) == 0 && v == 1073741824);
+  CHECK (parse_size ("3T", &v) == 0 && v == 3ULL << 40);
+  CHECK (parse_size ("", &v) == -1);
+  CHECK (parse_size ("-1", &v) == -1);
+  CHECK (parse_size ("12Q", &v) == -1);
+  CHECK (parse_size ("99999999999999999999", &v) == -1);
+  CHECK (parse_size ("20000000T", &v) == -1);     /* overflows 64 bits */
+}
+
+static void
+test_buffer_is_zero (void)
+{
+  static uint8_t buf[70000];
+
+  CHECK (buffer_is_zero (buf, 0));
+  CHECK (buffer_is_zero (buf, 1));
+  CHECK (buffer_is_zero (buf, sizeof buf));
+  for (size_t pos = 0; pos < sizeof buf; pos += 4999) {
+    buf[pos] = 1;
+    CHECK (!buffer_is_zero (buf, sizeof buf));
+    CHECK (buffer_is_zero (buf, pos));
+    buf[pos] = 0;
+  }
+  buf[sizeof buf - 1] = 0x80;
+  CHECK (!buffer_is_zero (buf, sizeof buf));
+  CHECK (buffer_is_zero (buf, sizeof buf - 1));
+}
+
+static void
+test_full_io (void)
+{
+  char path[] = "/tmp/p2v-unit-io.XXXXXX";
+  int fd = mkstemp (path);
+  char out[100000], in[100000];
+
+  CHECK (fd >= 0);
+  for (size_t i = 0; i < sizeof out; i++)
+    out[i] = i * 7;
+  CHECK (full_pwrite (fd, out, sizeof out, 1000) == 0);
+  CHECK (full_pread (fd, in, sizeof in, 1000) == 0);
+  CHECK (memcmp (in, out, sizeof in) == 0);
+  /* Reading past the end is an error, not a silent short read. */
+  errno = 0;
+  CHECK (full_pread (fd, in, sizeof in, 2000) == -1 && errno == EIO);
+  close (fd);
+  unlink (path);
+}
+
+static void
+test_errors (void)
+{
+  errno = ENOENT;
+  CHECK (p2v_error ("cannot open '%s': %m", "x.img") == -1);
+  CHECK (strcmp (p2v_last_error (), "cannot open 'x.img': No such file or directory") == 0);
+  CHECK (errno == ENOENT);      /* errno survives the report */
+  CHECK (p2v_error_null ("y") == NULL);
+  CHECK (strcmp (p2v_last_error (), "y") == 0);
+}
+
+static void
+test_human_size (void)
+{
+  char b[32];
+
+  CHECK (strcmp (human_size (512, b, sizeof b), "512 B") == 0);
+  CHECK (strcmp (human_size (1536, b, sizeof b), "1.5 KiB") == 0);
+  CHECK (strcmp (human_size (1ULL << 30, b, sizeof b), "1.0 GiB") == 0);
+}
+
+int
+main (void)
+{
+  p2v_error_set_quiet (true);
+  test_parse_size ();
+  test_buffer_is_zero ();
+  test_full_io ();
+  test_errors ();
+  test_human_size ();
+  return unit_finish ("test-common");
+}
