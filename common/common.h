@@ -56,6 +56,14 @@ int full_pread (int fd, void *buf, size_t count, uint64_t offset);
 int full_pwrite (int fd, const void *buf, size_t count, uint64_t offset);
 int full_write (int fd, const void *buf, size_t count);
 
+/* Early writeback: every 32 MiB written, ask the kernel to start writing
+ * the file's dirty pages, so the disk works while we convert and the
+ * final fsync has little left to wait for. */
+struct p2v_writeback {
+  uint64_t since_kick;
+};
+void writeback_account (int fd, struct p2v_writeback *wb, size_t written);
+
 /* True if the buffer holds only zero bytes (fast, word at a time). */
 bool buffer_is_zero (const void *buf, size_t len);
 

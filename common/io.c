@@ -1,5 +1,6 @@
 /* io.c: full-length pread/pwrite loops, written once. */
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -62,4 +63,17 @@ full_write (int fd, const void *buf, size_t count)
     count -= r;
   }
   return 0;
+}
+
+#define WRITEBACK_KICK (32 * 1024 * 1024)
+
+void
+writeback_account (int fd, struct p2v_writeback *wb, size_t written)
+{
+  wb->since_kick += written;
+  if (wb->since_kick < WRITEBACK_KICK)
+    return;
+  wb->since_kick = 0;
+  /* Only a hint: block devices and odd file systems may refuse it. */
+  (void) sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }

@@ -152,7 +152,7 @@ cmd_convert (int argc, char **argv)
     { NULL, 0, NULL, 0 },
   };
   const char *out = NULL, *in_format = NULL, *out_format = "qcow2";
-  struct p2v_copy_opts copts = { .compress_level = -1 };
+  struct p2v_copy_opts copts = { .compress_level = P2V_DEFAULT_COMPRESS_LEVEL };
   struct p2v_create_opts create_opts = { 0 };
   struct p2v_copy_stats stats;
   bool force = false, json = false, quiet = false, in_place = false;

@@ -253,7 +253,7 @@ qcow2_get_piece (struct qcow2 *h, uint64_t offset, struct qcow2_piece *p)
 /* Extends a QCOW2_DATA piece at offset over the following pieces whose
  * host data is contiguous with it (and, if need_copied, not shared), up
  * to max bytes: big sequential reads and writes become one syscall. */
-static int
+int
 qcow2_data_run (struct qcow2 *h, const struct qcow2_piece *p,
                 uint64_t offset, uint64_t max, bool need_copied,
                 uint64_t *len)

@@ -29,26 +29,26 @@ qcow2_l2_entry (const struct qcow2 *h, struct qcow2_l2_slot *s,
 static int
 qcow2_free_entry (struct qcow2 *h, uint64_t l2e)
 {
-  if (l2e & QCOW2_OFLAG_COMPRESSED) {
-    uint64_t coffset, csize;
+  uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK, csize;
 
-    qcow2_compressed_range (h, l2e, &coffset, &csize);
-    for (uint64_t c = coffset >> h->cluster_bits;
-         c <= (coffset + csize - 1) >> h->cluster_bits; c++)
+  if (l2e & QCOW2_OFLAG_COMPRESSED) {
+    qcow2_compressed_range (h, l2e, &host, &csize);
+    for (uint64_t c = host >> h->cluster_bits;
+         c <= (host + csize - 1) >> h->cluster_bits; c++)
       if (qcow2_refcount_add (h, c << h->cluster_bits, -1) == -1)
         return -1;
     return 0;
   }
 
-  uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
   if (host == 0)
     return 0;
   if (qcow2_refcount_add (h, host, -1) == -1)
     return -1;
   /* The cluster is free now (data clusters are never shared) and will
-   * never be reused: give the space back if the file system can. */
-  fallocate (h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-             host, h->cluster_size);
+   * never be reused: give the space back if the file system can (if it
+   * cannot, the space is merely wasted). */
+  (void) fallocate (h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    host, h->cluster_size);
   return 0;
 }
 
@@ -156,15 +156,8 @@ qcow2_writer_pwrite (struct qcow2 *h, const void *buf, size_t count,
     switch (p.kind) {
     case QCOW2_DATA:
       /* Our data clusters are never shared: overwrite in place. */
-      while (n < count) {
-        struct qcow2_piece q;
-        if (qcow2_get_piece (h, offset + n, &q) == -1)
-          return -1;
-        if (q.kind != QCOW2_DATA || q.host != p.host + n)
-          break;
-        n += P2V_MIN (q.len, count - n);
-      }
-      if (qcow2_host_pwrite (h, b, n, p.host) == -1)
+      if (qcow2_data_run (h, &p, offset, count, false, &n) == -1
+          || qcow2_host_pwrite (h, b, n, p.host) == -1)
         return -1;
       break;
 

@@ -43,6 +43,7 @@ qcow2_host_pwrite (struct qcow2 *h, const void *buf, size_t count,
   }
   if (offset + count > h->file_size)
     h->file_size = offset + count;
+  writeback_account (h->fd, &h->wb, count);
   return 0;
 }
 
@@ -366,9 +367,9 @@ qcow2_create (const char *path, uint64_t size,
   l1_clusters = DIV_ROUND_UP (l1_entries * 8, cs);
   /* qemu uses offset 0 for an empty L1 table; so do we, since an L1
    * cluster referenced by nothing would be a leak. */
+  /* The L1 table starts all zeros, which it already is on disk (a hole
+   * in the new file): only entries set later need writing. */
   h->l1_offset = l1_entries ? cs : 0;
-  h->l1_dirty_lo = 0;
-  h->l1_dirty_hi = l1_entries;
 
   h->fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (h->fd == -1) {
@@ -402,12 +403,12 @@ qcow2_write_l1 (struct qcow2 *h)
   uint64_t buf[512];
 
   while (h->l1_dirty_lo < h->l1_dirty_hi) {
-    uint32_t n = P2V_MIN (h->l1_dirty_hi - h->l1_dirty_lo, ARRAY_SIZE (buf));
+    uint64_t n = P2V_MIN (h->l1_dirty_hi - h->l1_dirty_lo, ARRAY_SIZE (buf));
 
-    for (uint32_t i = 0; i < n; i++)
+    for (uint64_t i = 0; i < n; i++)
       buf[i] = htobe64 (h->l1[h->l1_dirty_lo + i]);
     if (qcow2_host_pwrite (h, buf, n * 8,
-                           h->l1_offset + (uint64_t) h->l1_dirty_lo * 8) == -1)
+                           h->l1_offset + h->l1_dirty_lo * 8) == -1)
       return -1;
     h->l1_dirty_lo += n;
   }

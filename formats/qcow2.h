@@ -22,6 +22,8 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
+#include "common.h"
+
 #define QCOW2_MAGIC 0x514649fbU          /* "QFI\xfb" */
 #define QCOW2_V2_HEADER_LEN 72
 #define QCOW2_V3_HEADER_LEN 104
@@ -112,6 +114,7 @@ struct qcow2 {
   char *path;
   enum qcow2_mode mode;
   bool failed;                  /* a write failed: metadata may be stale */
+  struct p2v_writeback wb;
 
   uint32_t version;
   uint32_t cluster_bits;
@@ -136,7 +139,7 @@ struct qcow2 {
   uint64_t l1_offset;
   uint32_t l1_entries;
   uint64_t *l1;
-  uint32_t l1_dirty_lo, l1_dirty_hi;    /* writer: [lo, hi) to write */
+  uint64_t l1_dirty_lo, l1_dirty_hi;    /* writer: [lo, hi) to write */
 
   /* L2 cache */
   struct qcow2_l2_slot *l2_cache;
@@ -226,6 +229,9 @@ int qcow2_l2_get (struct qcow2 *h, uint64_t l1_index, bool alloc,
 int qcow2_l2_flush (struct qcow2 *h);
 int qcow2_get_piece (struct qcow2 *h, uint64_t offset,
                      struct qcow2_piece *p);
+int qcow2_data_run (struct qcow2 *h, const struct qcow2_piece *p,
+                    uint64_t offset, uint64_t max, bool need_copied,
+                    uint64_t *len);
 int qcow2_pread (void *handle, void *buf, size_t count, uint64_t offset);
 int qcow2_block_status (void *handle, uint64_t offset, uint64_t count,
                         uint64_t *pnum, unsigned *flags);

@@ -22,6 +22,7 @@ struct raw_handle {
   bool zero_init;
   bool can_seek_data;
   bool can_punch;
+  struct p2v_writeback wb;
 };
 
 static int
@@ -174,6 +175,7 @@ raw_pwrite (void *hv, const void *buf, size_t count, uint64_t offset)
 
   if (full_pwrite (h->fd, buf, count, offset) == -1)
     return p2v_error ("cannot write '%s': %m", h->path);
+  writeback_account (h->fd, &h->wb, count);
   return 0;
 }
 
