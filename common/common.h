@@ -64,6 +64,15 @@ struct p2v_writeback {
 };
 void writeback_account (int fd, struct p2v_writeback *wb, size_t written);
 
+/* A shared, read-only block of ZERO_BLOCK_SIZE zero bytes (the largest
+ * qcow2 cluster), for writing zeros without allocating. */
+#define ZERO_BLOCK_SIZE (2 * 1024 * 1024)
+const void *zero_block (void);
+/* Write count zero bytes at offset through fn, ZERO_BLOCK_SIZE at a time. */
+int write_zeros (int (*fn) (void *h, const void *buf, size_t count,
+                            uint64_t offset),
+                 void *h, uint64_t count, uint64_t offset);
+
 /* True if the buffer holds only zero bytes (fast, word at a time). */
 bool buffer_is_zero (const void *buf, size_t len);
 

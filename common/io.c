@@ -1,6 +1,7 @@
 /* io.c: full-length pread/pwrite loops, written once. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -76,4 +77,37 @@ writeback_account (int fd, struct p2v_writeback *wb, size_t written)
   wb->since_kick = 0;
   /* Only a hint: block devices and odd file systems may refuse it. */
   (void) sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+static void *zeros;
+static pthread_once_t zeros_once = PTHREAD_ONCE_INIT;
+
+static void
+zero_block_alloc (void)
+{
+  zeros = xcalloc (1, ZERO_BLOCK_SIZE);
+}
+
+const void *
+zero_block (void)
+{
+  pthread_once (&zeros_once, zero_block_alloc);
+  return zeros;
+}
+
+int
+write_zeros (int (*fn) (void *h, const void *buf, size_t count,
+                        uint64_t offset),
+             void *h, uint64_t count, uint64_t offset)
+{
+  const void *z = zero_block ();
+
+  while (count > 0) {
+    size_t n = P2V_MIN (count, (uint64_t) ZERO_BLOCK_SIZE);
+    if (fn (h, z, n, offset) == -1)
+      return -1;
+    count -= n;
+    offset += n;
+  }
+  return 0;
 }

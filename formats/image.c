@@ -167,20 +167,7 @@ image_zero (struct p2v_image *img, uint64_t count, uint64_t offset)
     return img->drv->zero (img->h, count, offset);
 
   /* No fast path: write zeros. */
-  {
-    size_t bufsz = P2V_MIN (count, 1024 * 1024);
-    char *zeros = xcalloc (1, bufsz);
-    int r = 0;
-
-    while (count > 0 && r == 0) {
-      size_t n = P2V_MIN (count, bufsz);
-      r = img->drv->pwrite (img->h, zeros, n, offset);
-      count -= n;
-      offset += n;
-    }
-    free (zeros);
-    return r;
-  }
+  return write_zeros (img->drv->pwrite, img->h, count, offset);
 }
 
 int

@@ -414,36 +414,24 @@ qcow2_inplace_pwrite (struct qcow2 *h, const void *buf, size_t count,
 int
 qcow2_inplace_zero (struct qcow2 *h, uint64_t count, uint64_t offset)
 {
-  uint8_t *zeros = NULL;
-  size_t zeros_len = 0;
-  int r = -1;
-
   while (count > 0) {
     struct qcow2_piece p;
     uint64_t n;
 
     if (qcow2_get_piece (h, offset, &p) == -1)
-      goto out;
+      return -1;
     n = P2V_MIN (p.len, count);
     if (p.kind == QCOW2_ZERO) {
       offset += n;
       count -= n;
       continue;
     }
-    if (p.kind == QCOW2_DATA)
-      n = P2V_MIN (n, 1u << 20);
-    if (n > zeros_len) {
-      free (zeros);
-      zeros = xcalloc (1, n);
-      zeros_len = n;
-    }
-    if (qcow2_inplace_pwrite (h, zeros, n, offset) == -1)
-      goto out;
+    /* A piece is at most one cluster unless it is plain data. */
+    n = P2V_MIN (n, (uint64_t) ZERO_BLOCK_SIZE);
+    if (qcow2_inplace_pwrite (h, zero_block (), n, offset) == -1)
+      return -1;
     offset += n;
     count -= n;
   }
-  r = 0;
- out:
-  free (zeros);
-  return r;
+  return 0;
 }

@@ -194,7 +194,6 @@ int
 qcow2_writer_zero (struct qcow2 *h, uint64_t count, uint64_t offset)
 {
   uint64_t cs = h->cluster_size;
-  uint8_t *zeros = NULL;
   int r = -1;
 
   while (count > 0) {
@@ -225,10 +224,8 @@ qcow2_writer_zero (struct qcow2 *h, uint64_t count, uint64_t offset)
         goto out;
     }
     else {
-      /* Part of a cluster: write zeros into it. */
-      if (!zeros)
-        zeros = xcalloc (1, cs);
-      if (qcow2_writer_pwrite (h, zeros, n, offset) == -1)
+      /* Part of a cluster (so n < cs <= ZERO_BLOCK_SIZE): write zeros. */
+      if (qcow2_writer_pwrite (h, zero_block (), n, offset) == -1)
         goto out;
     }
     offset += n;
@@ -236,7 +233,6 @@ qcow2_writer_zero (struct qcow2 *h, uint64_t count, uint64_t offset)
   }
   r = 0;
  out:
-  free (zeros);
   return r;
 }
 

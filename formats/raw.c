@@ -197,21 +197,7 @@ raw_zero (void *hv, uint64_t count, uint64_t offset)
   }
 
   /* Fall back to writing zeros. */
-  {
-    size_t bufsz = P2V_MIN (count, 1024 * 1024);
-    char *zeros = xcalloc (1, bufsz);
-    int r = 0;
-
-    while (count > 0) {
-      size_t n = P2V_MIN (count, bufsz);
-      if ((r = raw_pwrite (h, zeros, n, offset)) == -1)
-        break;
-      count -= n;
-      offset += n;
-    }
-    free (zeros);
-    return r;
-  }
+  return write_zeros (raw_pwrite, h, count, offset);
 }
 
 static int

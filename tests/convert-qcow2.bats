@@ -173,3 +173,16 @@ setup_file() {
   echo "peak RSS raw: $(cat "$T/rss") KiB"
   [ "$(cat "$T/rss")" -lt 65536 ]
 }
+
+@test "progress on a TTY: percent, MB/s and ETA" {
+  requires script
+  "$GEN_IMAGE" "$T/p.img" 256 4
+  script -qec "p2v convert '$T/p.img' -o '$T/p.qcow2' -c --threads 1" /dev/null > "$T/tty.log"
+  grep -q "converting: 100.0%" "$T/tty.log"
+  grep -q "MB/s" "$T/tty.log"
+  grep -q "ETA" "$T/tty.log"
+  # Not on a pipe: scripts get only the summary line.
+  run p2v convert "$T/p.img" -o "$T/q.qcow2"
+  [ "${#lines[@]}" -eq 1 ]
+  [[ "$output" == "converted '$T/p.img'"* ]]
+}

@@ -74,6 +74,29 @@ test_errors (void)
   CHECK (strcmp (p2v_last_error (), "y") == 0);
 }
 
+static uint64_t zeros_seen, zeros_end;
+
+static int
+count_zeros (void *h, const void *buf, size_t count, uint64_t offset)
+{
+  (void) h;
+  CHECK (count <= ZERO_BLOCK_SIZE);
+  CHECK (buffer_is_zero (buf, count));
+  CHECK (offset == zeros_end);  /* in order, no gaps */
+  zeros_seen += count;
+  zeros_end = offset + count;
+  return 0;
+}
+
+static void
+test_write_zeros (void)
+{
+  zeros_end = 12345;
+  CHECK (write_zeros (count_zeros, NULL, 5 * ZERO_BLOCK_SIZE + 7, 12345) == 0);
+  CHECK (zeros_seen == 5 * ZERO_BLOCK_SIZE + 7);
+  CHECK (zero_block () == zero_block ());
+}
+
 static void
 test_human_size (void)
 {
@@ -92,6 +115,7 @@ main (void)
   test_buffer_is_zero ();
   test_full_io ();
   test_errors ();
+  test_write_zeros ();
   test_human_size ();
   return unit_finish ("test-common");
 }
