@@ -5,6 +5,8 @@
 
 #include "common.h"
 #include "convert.h"
+#include "inject.h"
+#include "smoke.h"
 
 extern const char cmd_convert_help[], cmd_verify_help[];
 
@@ -20,6 +22,12 @@ static const struct p2v_command commands[] = {
     cmd_convert_help },
   { "verify", cmd_verify, "compare the guest-visible content of two images",
     cmd_verify_help },
+  { "inspect", cmd_inspect, "report a guest's OS, boot, disks, network and the inject plan",
+    cmd_inspect_help },
+  { "inject", cmd_inject, "fix a guest so it boots and networks as a KVM guest",
+    cmd_inject_help },
+  { "smoke", cmd_smoke, "boot an image in qemu and report whether it came up",
+    cmd_smoke_help },
 };
 
 static void
@@ -43,7 +51,8 @@ usage (FILE *f)
            "\n\n"
            "exit codes:\n"
            "  0    success\n"
-           "  1    negative verdict (verify: images differ)\n"
+           "  1    negative verdict (verify: images differ; smoke or convert:\n"
+           "       the guest did not boot)\n"
            "  2    error: bad arguments, bad input, I/O failure\n"
            "  130  interrupted (partial output removed)\n"
            "\n"

@@ -24,11 +24,11 @@ declare -A cmd
 order=(qemu-c qemu-c-W p2v-c p2v-c6 qemu qemu-W p2v)
 cmd[qemu-c]="qemu-img convert -c -O qcow2 $src $dir/out-qemu-c.qcow2"
 cmd[qemu-c-W]="qemu-img convert -c -W -m 16 -O qcow2 $src $dir/out-qemu-c-W.qcow2"
-cmd[p2v-c]="$p2v convert -q --force --compress $src -o $dir/out-p2v-c.qcow2"
-cmd[p2v-c6]="$p2v convert -q --force --compress=6 $src -o $dir/out-p2v-c6.qcow2"
+cmd[p2v-c]="$p2v convert --no-inject --no-smoke -q --force --compress $src -o $dir/out-p2v-c.qcow2"
+cmd[p2v-c6]="$p2v convert --no-inject --no-smoke -q --force --compress=6 $src -o $dir/out-p2v-c6.qcow2"
 cmd[qemu]="qemu-img convert -O qcow2 $src $dir/out-qemu.qcow2"
 cmd[qemu-W]="qemu-img convert -W -m 16 -O qcow2 $src $dir/out-qemu-W.qcow2"
-cmd[p2v]="$p2v convert -q --force $src -o $dir/out-p2v.qcow2"
+cmd[p2v]="$p2v convert --no-inject --no-smoke -q --force $src -o $dir/out-p2v.qcow2"
 
 declare -A times
 for ((r = 1; r <= runs; r++)); do
@@ -55,7 +55,7 @@ echo
 echo "source: $size_mib MiB ($(du -m "$src" | cut -f1) MiB allocated), $(nproc) CPUs, median of $runs runs"
 printf '%-10s %-48s %9s %12s\n' name command seconds "size (MiB)"
 for name in "${order[@]}"; do
-  c="${cmd[$name]//$dir\//}"; c="${c//$top\//}"
+  c="${cmd[$name]//$dir\//}"; c="${c//$top\//}"; c="${c//--no-inject --no-smoke /}"
   printf '%-10s %-48.48s %9.2f %12.1f\n' "$name" "$c" "${med[$name]}" \
     "$(echo "${osize[$name]} / 1048576" | bc -l)"
 done

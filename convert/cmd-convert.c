@@ -16,14 +16,17 @@
 
 #include "common.h"
 #include "convert.h"
+#include "inject.h"
+#include "smoke.h"
 
 const char cmd_convert_help[] =
   "usage: p2v convert SRC -o OUT [options]\n"
   "\n"
-  "Convert the disk image SRC (format probed, or -f) into OUT.\n"
+  "Convert the disk image SRC (format probed, or -f) into OUT, fix the\n"
+  "guest for KVM (as `p2v inject`), then boot it (as `p2v smoke`).\n"
   "Zero and unallocated ranges of SRC are never read twice nor written.\n"
-  "OUT is written under a temporary name in its directory and renamed\n"
-  "when complete and flushed; SRC is opened read-only.\n"
+  "OUT is written and injected under a temporary name in its directory\n"
+  "and renamed when complete and flushed; SRC is opened read-only.\n"
   "\n"
   "  -o, --output OUT        output file (or block device, with --force)\n"
   "  -f, --format FMT        source format (raw, qcow2); default: probe\n"
@@ -32,8 +35,16 @@ const char cmd_convert_help[] =
   "      --cluster-size SIZE qcow2 cluster size, 512 to 2M (default 64K)\n"
   "  -t, --threads N         worker threads (default: one per CPU)\n"
   "      --force             replace an existing OUT\n"
+  "      --no-inject         copy only: leave the guest as it is\n"
+  "      --no-smoke          do not boot the result\n"
+  "      --mac MAC           the NIC MAC the VM will have (inject, smoke)\n"
+  "      --accel auto|kvm|tcg  accelerator for libguestfs and qemu\n"
   "      --json              print a JSON summary on stdout\n"
-  "  -q, --quiet             no progress meter or summary\n";
+  "  -q, --quiet             no progress meter or summary\n"
+  "\n"
+  "A data disk (no operating system) needs --no-inject --no-smoke.\n"
+  "Exit status: 0 converted (and booted), 1 the smoke test failed (OUT is\n"
+  "kept for inspection), 2 error (no OUT left behind).\n";
 
 /* The temporary output, removed by the signal handler on Ctrl-C. */
 static char *volatile tmp_path;
@@ -87,7 +98,8 @@ fsync_path (const char *path, bool dir)
 static void
 print_summary (const struct p2v_image *src, const char *out,
                const char *out_format, const struct p2v_copy_stats *st,
-               unsigned threads, bool json)
+               unsigned threads, bool injected,
+               const struct p2v_smoke_result *smoke, bool json)
 {
   struct stat sb;
   uint64_t out_size = stat (out, &sb) == 0 ? (uint64_t) sb.st_blocks * 512 : 0;
@@ -116,6 +128,9 @@ print_summary (const struct p2v_image *src, const char *out,
     json_object_object_add (o, "output_disk_usage", json_object_new_int64 (out_size));
     json_object_object_add (o, "threads", json_object_new_int (threads));
     json_object_object_add (o, "seconds", json_object_new_double (st->seconds));
+    json_object_object_add (o, "injected", json_object_new_boolean (injected));
+    if (smoke)
+      json_object_object_add (o, "smoke", smoke_result_to_json (smoke));
     printf ("%s\n", json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY));
     json_object_put (o);
   }
@@ -131,13 +146,16 @@ print_summary (const struct p2v_image *src, const char *out,
     if (st->bytes_compressed_in)
       printf (", compressed %.2f:1", ratio);
     printf ("\n");
+    if (smoke)
+      smoke_result_print (smoke, out, stdout);
   }
 }
 
 int
 cmd_convert (int argc, char **argv)
 {
-  enum { OPT_FORCE = 256, OPT_JSON, OPT_CLUSTER_SIZE, OPT_HELP };
+  enum { OPT_FORCE = 256, OPT_JSON, OPT_CLUSTER_SIZE, OPT_HELP,
+         OPT_NO_INJECT, OPT_NO_SMOKE, OPT_MAC, OPT_ACCEL };
   static const struct option long_opts[] = {
     { "output", required_argument, NULL, 'o' },
     { "format", required_argument, NULL, 'f' },
@@ -147,6 +165,10 @@ cmd_convert (int argc, char **argv)
     { "threads", required_argument, NULL, 't' },
     { "force", no_argument, NULL, OPT_FORCE },
     { "json", no_argument, NULL, OPT_JSON },
+    { "no-inject", no_argument, NULL, OPT_NO_INJECT },
+    { "no-smoke", no_argument, NULL, OPT_NO_SMOKE },
+    { "mac", required_argument, NULL, OPT_MAC },
+    { "accel", required_argument, NULL, OPT_ACCEL },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
@@ -156,6 +178,9 @@ cmd_convert (int argc, char **argv)
   struct p2v_create_opts create_opts = { 0 };
   struct p2v_copy_stats stats;
   bool force = false, json = false, quiet = false, in_place = false;
+  bool do_inject = true, do_smoke = true, smoke_ran = false;
+  const char *mac = NULL, *accel = NULL;
+  struct p2v_smoke_result smoke = { 0 };
   struct p2v_image *src = NULL, *dst = NULL;
   struct stat src_st, out_st;
   char *tmp = NULL;
@@ -200,6 +225,16 @@ cmd_convert (int argc, char **argv)
     }
     case OPT_FORCE: force = true; break;
     case OPT_JSON: json = true; break;
+    case OPT_NO_INJECT: do_inject = false; break;
+    case OPT_NO_SMOKE: do_smoke = false; break;
+    case OPT_MAC: mac = optarg; break;
+    case OPT_ACCEL:
+      if (strcmp (optarg, "auto") && strcmp (optarg, "kvm") && strcmp (optarg, "tcg")) {
+        p2v_error ("accelerator '%s' is not auto, kvm or tcg", optarg);
+        return P2V_EXIT_ERROR;
+      }
+      accel = optarg;
+      break;
     case 'q': quiet = true; break;
     case OPT_HELP: fputs (cmd_convert_help, stdout); return P2V_EXIT_OK;
     default:
@@ -269,6 +304,13 @@ cmd_convert (int argc, char **argv)
     goto fail;
   }
   dst = NULL;
+  if (do_inject) {
+    struct p2v_inject_opts iopts = {
+      .mac = mac, .format = out_format, .accel = accel, .quiet = quiet || json,
+    };
+    if (inject_image (tmp, &iopts) == -1)
+      goto fail;
+  }
   if (fsync_path (tmp, false) == -1)
     goto fail;
   if (!in_place) {
@@ -284,11 +326,26 @@ cmd_convert (int argc, char **argv)
     tmp_path = NULL;
   }
 
+  r = P2V_EXIT_OK;
+  if (do_smoke) {
+    struct p2v_smoke_opts sopts = {
+      .format = out_format, .mac = mac, .progress = !quiet && !json,
+      .accel = !accel || !strcmp (accel, "auto") ? P2V_SMOKE_ACCEL_AUTO
+        : !strcmp (accel, "kvm") ? P2V_SMOKE_ACCEL_KVM : P2V_SMOKE_ACCEL_TCG,
+    };
+    if (smoke_image (out, &sopts, &smoke) == -1)
+      r = P2V_EXIT_ERROR;
+    else {
+      smoke_ran = true;
+      r = smoke.verdict == P2V_SMOKE_PASS ? P2V_EXIT_OK : P2V_EXIT_NEGATIVE;
+    }
+  }
   if (!quiet || json)
     print_summary (src, out, out_format, &stats,
                    copts.threads ? copts.threads
-                   : (unsigned) sysconf (_SC_NPROCESSORS_ONLN), json);
-  r = P2V_EXIT_OK;
+                   : (unsigned) sysconf (_SC_NPROCESSORS_ONLN),
+                   do_inject, smoke_ran ? &smoke : NULL, json);
+  smoke_result_free (&smoke);
   goto out;
 
  fail:

@@ -10,6 +10,7 @@ struct p2v_inject_opts {
   bool remove_agents;           /* uninstall hardware agents, not just disable */
   const char *mac;              /* NIC MAC the VM will get, or NULL: from the guest */
   const char *format;           /* image format for libguestfs, NULL: probe */
+  const char *accel;            /* "auto", "kvm", "tcg"; NULL: $P2V_ACCEL or auto */
   bool quiet;
 };
 

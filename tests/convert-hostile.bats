@@ -22,7 +22,7 @@ make_qcow2() {
 # The conversion must fail with exit 2, one line naming the file and the
 # words given, and leave nothing behind.
 fails_with() {
-  run p2v convert "$T/bad.qcow2" -o "$T/out.qcow2"
+  run p2v convert --no-inject --no-smoke "$T/bad.qcow2" -o "$T/out.qcow2"
   echo "$output"
   [ "$status" -eq 2 ]
   [ "${#lines[@]}" -eq 1 ]
@@ -103,7 +103,7 @@ fails_with() {
 @test "a file that is not qcow2 but claims the magic" {
   printf 'QFI\xfb' > "$T/bad.qcow2"
   head -c 1000 /dev/urandom >> "$T/bad.qcow2"
-  run p2v convert "$T/bad.qcow2" -o "$T/out.qcow2"
+  run p2v convert --no-inject --no-smoke "$T/bad.qcow2" -o "$T/out.qcow2"
   [ "$status" -eq 2 ]
   [ "${#lines[@]}" -eq 1 ]
   no_output_left "$T" out.qcow2

@@ -27,7 +27,7 @@ setup_file() {
   qcow2_clean "$T/c.qcow2"
   run qemu-img compare "$MIXED" "$T/c.qcow2"
   [ "$status" -eq 0 ]
-  p2v convert "$MIXED" -o "$T/p.qcow2" -q
+  p2v convert --no-inject --no-smoke "$MIXED" -o "$T/p.qcow2" -q
   [ "$(stat -c %s "$T/c.qcow2")" -lt "$(stat -c %s "$T/p.qcow2")" ]
   convert_checked "$T/c.qcow2" -O raw -o "$T/c.raw" -q
   cmp "$MIXED" "$T/c.raw"
@@ -44,7 +44,7 @@ setup_file() {
 
 @test "qemu-img reads back what qemu-img -c would: qemu converts our compressed image" {
   requires qemu-img
-  p2v convert "$MIXED" -o "$T/c.qcow2" -c -q
+  p2v convert --no-inject --no-smoke "$MIXED" -o "$T/c.qcow2" -c -q
   qemu-img convert -O raw "$T/c.qcow2" "$T/q.raw"
   cmp "$MIXED" "$T/q.raw"
 }
@@ -66,7 +66,7 @@ setup_file() {
 
 @test "the output is qcow2 v3 (compat 1.1) with 64 KiB clusters by default" {
   requires qemu-img
-  p2v convert "$MIXED" -o "$T/d.qcow2" -q
+  p2v convert --no-inject --no-smoke "$MIXED" -o "$T/d.qcow2" -q
   run qemu-img info --output=json "$T/d.qcow2"
   [[ "$output" == *'"compat": "1.1"'* ]]
   [[ "$output" == *'"cluster-size": 65536'* ]]
@@ -107,14 +107,14 @@ setup_file() {
   qcow2_clean "$T/empty.qcow2"
   run qemu-img info --output=json "$T/empty.qcow2"
   [[ "$output" == *'"virtual-size": 0'* ]]
-  p2v convert "$T/empty.qcow2" -O raw -o "$T/empty.raw" -q
+  p2v convert --no-inject --no-smoke "$T/empty.qcow2" -O raw -o "$T/empty.raw" -q
   [ "$(stat -c %s "$T/empty.raw")" -eq 0 ]
 }
 
 @test "an all-zero disk allocates no data clusters" {
   requires qemu-img
   head -c 32M /dev/zero > "$T/zero.img"
-  run p2v convert "$T/zero.img" -o "$T/zero.qcow2" --json
+  run p2v convert --no-inject --no-smoke "$T/zero.img" -o "$T/zero.qcow2" --json
   [ "$status" -eq 0 ]
   [ "$(echo "$output" | jq .bytes_written)" -eq 0 ]
   [ "$(echo "$output" | jq .bytes_zero)" -eq 33554432 ]
@@ -131,7 +131,7 @@ setup_file() {
     dd if=/dev/urandom of="$T/big.img" bs=1M count=1 seek=$off conv=notrunc status=none
   done
   start=$(date +%s)
-  run p2v convert "$T/big.img" -o "$T/big.qcow2" --json
+  run p2v convert --no-inject --no-smoke "$T/big.img" -o "$T/big.qcow2" --json
   [ "$status" -eq 0 ]
   elapsed=$(( $(date +%s) - start ))
   echo "64 GiB sparse convert took ${elapsed}s"
@@ -144,7 +144,7 @@ setup_file() {
 }
 
 @test "--json summary has the figures" {
-  run p2v convert "$MIXED" -o "$T/j.qcow2" -c --json
+  run p2v convert --no-inject --no-smoke "$MIXED" -o "$T/j.qcow2" -c --json
   [ "$status" -eq 0 ]
   echo "$output" | jq -e '.virtual_size == 67108864'
   echo "$output" | jq -e '.bytes_read > 0 and .bytes_read <= 67108864'
@@ -157,8 +157,8 @@ setup_file() {
 }
 
 @test "threads 1 and 4 give the same guest content" {
-  p2v convert "$MIXED" -o "$T/t1.qcow2" -c --threads 1 -q
-  p2v convert "$MIXED" -o "$T/t4.qcow2" -c --threads 4 -q
+  p2v convert --no-inject --no-smoke "$MIXED" -o "$T/t1.qcow2" -c --threads 1 -q
+  p2v convert --no-inject --no-smoke "$MIXED" -o "$T/t4.qcow2" -c --threads 4 -q
   p2v verify "$T/t1.qcow2" "$T/t4.qcow2"
   p2v verify "$MIXED" "$T/t4.qcow2"
 }
@@ -166,10 +166,10 @@ setup_file() {
 @test "peak memory stays under 64 MiB on a 1 GiB disk" {
   requires /usr/bin/time
   "$GEN_IMAGE" "$T/gig.img" 1024 3
-  /usr/bin/time -f "%M" -o "$T/rss" p2v convert "$T/gig.img" -o "$T/gig.qcow2" -c -q
+  /usr/bin/time -f "%M" -o "$T/rss" p2v convert --no-inject --no-smoke "$T/gig.img" -o "$T/gig.qcow2" -c -q
   echo "peak RSS: $(cat "$T/rss") KiB"
   [ "$(cat "$T/rss")" -lt 65536 ]
-  /usr/bin/time -f "%M" -o "$T/rss" p2v convert "$T/gig.img" -O raw -o "$T/gig.raw" -q
+  /usr/bin/time -f "%M" -o "$T/rss" p2v convert --no-inject --no-smoke "$T/gig.img" -O raw -o "$T/gig.raw" -q
   echo "peak RSS raw: $(cat "$T/rss") KiB"
   [ "$(cat "$T/rss")" -lt 65536 ]
 }
@@ -177,12 +177,12 @@ setup_file() {
 @test "progress on a TTY: percent, MB/s and ETA" {
   requires script
   "$GEN_IMAGE" "$T/p.img" 256 4
-  script -qec "p2v convert '$T/p.img' -o '$T/p.qcow2' -c --threads 1" /dev/null > "$T/tty.log"
+  script -qec "p2v convert --no-inject --no-smoke '$T/p.img' -o '$T/p.qcow2' -c --threads 1" /dev/null > "$T/tty.log"
   grep -q "converting: 100.0%" "$T/tty.log"
   grep -q "MB/s" "$T/tty.log"
   grep -q "ETA" "$T/tty.log"
   # Not on a pipe: scripts get only the summary line.
-  run p2v convert "$T/p.img" -o "$T/q.qcow2"
+  run p2v convert --no-inject --no-smoke "$T/p.img" -o "$T/q.qcow2"
   [ "${#lines[@]}" -eq 1 ]
   [[ "$output" == "converted '$T/p.img'"* ]]
 }

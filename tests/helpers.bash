@@ -31,7 +31,7 @@ convert_checked() {
   local src="$1"; shift
   local before after
   before="$(sha "$src")"
-  p2v convert "$src" "$@"
+  p2v convert --no-inject --no-smoke "$src" "$@"
   after="$(sha "$src")"
   [ "$before" = "$after" ] || { echo "source '$src' was modified"; return 1; }
 }

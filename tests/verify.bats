@@ -5,7 +5,7 @@ load helpers
 
 @test "identical raw and qcow2 images: exit 0" {
   "$GEN_IMAGE" "$T/a.img" 8
-  p2v convert "$T/a.img" -o "$T/a.qcow2" -c -q
+  p2v convert --no-inject --no-smoke "$T/a.img" -o "$T/a.qcow2" -c -q
   run p2v verify "$T/a.img" "$T/a.qcow2"
   [ "$status" -eq 0 ]
   [ "$output" = "images are identical" ]
@@ -13,7 +13,7 @@ load helpers
 
 @test "one changed byte: exit 1 and its offset" {
   "$GEN_IMAGE" "$T/a.img" 8
-  p2v convert "$T/a.img" -o "$T/a.qcow2" -q
+  p2v convert --no-inject --no-smoke "$T/a.img" -o "$T/a.qcow2" -q
   cp "$T/a.img" "$T/b.img"
   printf '\x01' | dd of="$T/b.img" bs=1 seek=5000000 conv=notrunc status=none
   if cmp -s "$T/a.img" "$T/b.img"; then

@@ -1,0 +1,652 @@
+/* guest.c: the one libguestfs session of an inspect/inject run: the
+ * appliance started with KVM when it works and TCG when it does not,
+ * the guest's root found and mounted, and file and command helpers that
+ * report errors the p2v way.  Guest programs only ever run inside the
+ * appliance, chrooted in the guest. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <guestfs.h>
+
+#include "common.h"
+#include "inject-int.h"
+
+/* A KVM appliance is up in seconds; one silent this long is a hung KVM. */
+#define KVM_LAUNCH_TIMEOUT 60
+/* Where a KVM that failed is remembered, so that auto mode does not wait
+ * for it again on every run (per kernel release). */
+#define KVM_BROKEN_MARKER "p2v-kvm-unusable"
+
+struct p2v_guest {
+  guestfs_h *g;
+  char *image;
+  char *root;
+  const char *accel;
+  double launch_seconds;
+  bool readonly;
+  bool progress;
+};
+
+void *
+guest_handle (struct p2v_guest *gs)
+{
+  return gs->g;
+}
+
+const char *
+guest_image (struct p2v_guest *gs)
+{
+  return gs->image;
+}
+
+const char *
+guest_root (struct p2v_guest *gs)
+{
+  return gs->root;
+}
+
+const char *
+guest_accel (struct p2v_guest *gs)
+{
+  return gs->accel;
+}
+
+double
+guest_launch_seconds (struct p2v_guest *gs)
+{
+  return gs->launch_seconds;
+}
+
+/* libguestfs errors can span lines (a command's stderr): one line, short. */
+static char *
+one_line (const char *msg)
+{
+  struct p2v_strbuf sb = { 0 };
+  const char *p = msg ? msg : "unknown error";
+
+  for (; *p && sb.len < 600; p++) {
+    if (*p == '\n' || *p == '\r') {
+      if (sb.len && p[1] && p[1] != '\n')
+        sb_add (&sb, "; ");
+    }
+    else
+      sb_addn (&sb, p, 1);
+  }
+  return sb_steal (&sb);
+}
+
+const char *
+guest_last_error (struct p2v_guest *gs)
+{
+  const char *e = guestfs_last_error (gs->g);
+  return e ? e : "unknown error";
+}
+
+static int
+gerror (struct p2v_guest *gs, const char *fmt, const char *arg)
+{
+  char *what = xasprintf (fmt, arg);
+  char *msg = one_line (guest_last_error (gs));
+  p2v_error ("%s: %s", what, msg);
+  free (what);
+  free (msg);
+  return -1;
+}
+
+/* ---- launching: KVM when it works, else TCG ---- */
+
+struct watchdog {
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool done, fired;
+  int seconds;
+};
+
+/* Kill our qemu children (the direct backend forks qemu itself). */
+static void
+kill_qemu_children (void)
+{
+  DIR *d = opendir ("/proc");
+  struct dirent *e;
+  pid_t self = getpid ();
+
+  if (!d)
+    return;
+  while ((e = readdir (d))) {
+    char path[64], buf[512];
+    FILE *f;
+    pid_t pid;
+    if (!isdigit ((unsigned char) e->d_name[0]))
+      continue;
+    pid = atoi (e->d_name);
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    f = fopen (path, "r");
+    if (!f)
+      continue;
+    if (fgets (buf, sizeof buf, f)) {
+      /* pid (comm) state ppid ... */
+      char *close = strrchr (buf, ')'), *open = strchr (buf, '(');
+      int ppid = 0;
+      if (open && close && sscanf (close + 1, " %*c %d", &ppid) == 1
+          && ppid == self && strncmp (open + 1, "qemu", 4) == 0)
+        kill (pid, SIGKILL);
+    }
+    fclose (f);
+  }
+  closedir (d);
+}
+
+static void *
+watchdog_main (void *arg)
+{
+  struct watchdog *w = arg;
+  struct timespec deadline;
+
+  clock_gettime (CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += w->seconds;
+  pthread_mutex_lock (&w->lock);
+  while (!w->done)
+    if (pthread_cond_timedwait (&w->cond, &w->lock, &deadline) == ETIMEDOUT)
+      break;
+  if (!w->done) {
+    w->fired = true;
+    kill_qemu_children ();
+  }
+  pthread_mutex_unlock (&w->lock);
+  return NULL;
+}
+
+static int
+launch_watched (guestfs_h *g, int seconds, bool *timed_out)
+{
+  struct watchdog w = { .seconds = seconds };
+  int r;
+
+  pthread_mutex_init (&w.lock, NULL);
+  pthread_cond_init (&w.cond, NULL);
+  if (pthread_create (&w.thread, NULL, watchdog_main, &w) != 0) {
+    r = guestfs_launch (g);
+    *timed_out = false;
+  }
+  else {
+    r = guestfs_launch (g);
+    pthread_mutex_lock (&w.lock);
+    w.done = true;
+    pthread_cond_signal (&w.cond);
+    pthread_mutex_unlock (&w.lock);
+    pthread_join (w.thread, NULL);
+    *timed_out = w.fired;
+  }
+  pthread_mutex_destroy (&w.lock);
+  pthread_cond_destroy (&w.cond);
+  return r;
+}
+
+static char *
+kvm_marker_path (void)
+{
+  const char *cache = getenv ("XDG_CACHE_HOME"), *home = getenv ("HOME");
+
+  if (cache && *cache)
+    return xasprintf ("%s/p2v/%s", cache, KVM_BROKEN_MARKER);
+  if (home && *home)
+    return xasprintf ("%s/.cache/p2v/%s", home, KVM_BROKEN_MARKER);
+  return NULL;
+}
+
+static bool
+kvm_known_broken (void)
+{
+  char *path = kvm_marker_path (), line[256] = "";
+  struct utsname u;
+  FILE *f;
+  bool broken = false;
+
+  if (!path)
+    return false;
+  f = fopen (path, "r");
+  if (f && fgets (line, sizeof line, f) && uname (&u) == 0) {
+    line[strcspn (line, "\n")] = '\0';
+    broken = strcmp (line, u.release) == 0;
+  }
+  if (f)
+    fclose (f);
+  free (path);
+  return broken;
+}
+
+static void
+kvm_remember_broken (void)
+{
+  char *path = kvm_marker_path ();
+  struct utsname u;
+  FILE *f;
+
+  if (!path || uname (&u) != 0) {
+    free (path);
+    return;
+  }
+  {
+    char *dir = xstrdup (path), *slash = strrchr (dir, '/'), *parent;
+    *slash = '\0';
+    parent = xstrdup (dir);
+    *strrchr (parent, '/') = '\0';
+    mkdir (parent, 0755);
+    mkdir (dir, 0755);
+    free (parent);
+    free (dir);
+  }
+  f = fopen (path, "w");
+  if (f) {
+    fprintf (f, "%s\n", u.release);
+    fclose (f);
+  }
+  free (path);
+}
+
+static bool
+kvm_device_usable (void)
+{
+  int fd = open ("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (fd == -1)
+    return false;
+  close (fd);
+  return true;
+}
+
+/* FORCE_TCG: 1 sets it, 0 clears what the environment set, -1 leaves
+ * libguestfs's own settings alone. */
+static guestfs_h *
+new_handle (struct p2v_guest *gs, const char *format, int force_tcg)
+{
+  guestfs_h *g = guestfs_create ();
+
+  if (!g) {
+    p2v_error ("cannot create a libguestfs handle: %m");
+    return NULL;
+  }
+  guestfs_set_error_handler (g, NULL, NULL);
+  /* update-initramfs and dracut compress with several threads. */
+  guestfs_set_smp (g, 2);
+  if (force_tcg == 1 && guestfs_set_backend_setting (g, "force_tcg", "1") == -1)
+    goto fail;
+  if (force_tcg == 0)
+    guestfs_clear_backend_setting (g, "force_tcg");
+  if (guestfs_add_drive_opts (g, gs->image,
+                              GUESTFS_ADD_DRIVE_OPTS_READONLY, gs->readonly,
+                              format ? GUESTFS_ADD_DRIVE_OPTS_FORMAT : -1,
+                              format, -1) == -1) {
+    char *msg = one_line (guestfs_last_error (g));
+    p2v_error ("cannot open '%s': %s", gs->image, msg);
+    free (msg);
+    guestfs_close (g);
+    return NULL;
+  }
+  return g;
+
+ fail:
+  {
+    char *msg = one_line (guestfs_last_error (g));
+    p2v_error ("cannot set up libguestfs: %s", msg);
+    free (msg);
+  }
+  guestfs_close (g);
+  return NULL;
+}
+
+/* The settings already say how to run (LIBGUESTFS_BACKEND_SETTINGS). */
+static bool
+env_decides_accel (bool *tcg)
+{
+  const char *s = getenv ("LIBGUESTFS_BACKEND_SETTINGS");
+  if (!s || !*s)
+    return false;
+  *tcg = strstr (s, "force_tcg") != NULL;
+  return true;
+}
+
+static void
+say (struct p2v_guest *gs, const char *msg)
+{
+  if (gs->progress)
+    fprintf (stderr, "%s: %s\n", p2v_progname, msg);
+}
+
+static int
+launch (struct p2v_guest *gs, const char *format, const char *accel)
+{
+  bool tcg_env = false, timed_out = false;
+  double t0 = now_seconds ();
+  guestfs_h *g;
+  char *msg;
+
+  if (strcmp (accel, "auto") == 0 && env_decides_accel (&tcg_env)) {
+    /* libguestfs applies the environment itself. */
+    gs->accel = tcg_env ? "tcg" : "kvm";
+    if (!(g = new_handle (gs, format, -1)))
+      return -1;
+    say (gs, tcg_env ? "starting the libguestfs appliance (TCG)"
+         : "starting the libguestfs appliance");
+    if (guestfs_launch (g) == -1)
+      goto launch_failed;
+    gs->g = g;
+    gs->launch_seconds = now_seconds () - t0;
+    return 0;
+  }
+
+  if (strcmp (accel, "tcg") == 0
+      || (strcmp (accel, "auto") == 0
+          && (!kvm_device_usable () || kvm_known_broken ()))) {
+    gs->accel = "tcg";
+    if (!(g = new_handle (gs, format, 1)))
+      return -1;
+    say (gs, "starting the libguestfs appliance (TCG)");
+    if (guestfs_launch (g) == -1)
+      goto launch_failed;
+    gs->g = g;
+    gs->launch_seconds = now_seconds () - t0;
+    return 0;
+  }
+
+  /* kvm, or auto with a usable /dev/kvm: try KVM under a watchdog. */
+  gs->accel = "kvm";
+  if (!(g = new_handle (gs, format, 0)))
+    return -1;
+  say (gs, "starting the libguestfs appliance (KVM)");
+  if (launch_watched (g, KVM_LAUNCH_TIMEOUT, &timed_out) == 0) {
+    gs->g = g;
+    gs->launch_seconds = now_seconds () - t0;
+    return 0;
+  }
+  msg = timed_out ? xasprintf ("no answer within %d s", KVM_LAUNCH_TIMEOUT)
+    : one_line (guestfs_last_error (g));
+  guestfs_close (g);
+  if (strcmp (accel, "kvm") == 0) {
+    p2v_error ("cannot start the libguestfs appliance with KVM: %s", msg);
+    free (msg);
+    return -1;
+  }
+  p2v_warning ("KVM did not start the libguestfs appliance (%s); using TCG",
+               msg);
+  free (msg);
+  kvm_remember_broken ();
+  gs->accel = "tcg";
+  if (!(g = new_handle (gs, format, 1)))
+    return -1;
+  if (guestfs_launch (g) == -1)
+    goto launch_failed;
+  gs->g = g;
+  gs->launch_seconds = now_seconds () - t0;
+  return 0;
+
+ launch_failed:
+  msg = one_line (guestfs_last_error (g));
+  p2v_error ("cannot start the libguestfs appliance for '%s': %s",
+             gs->image, msg);
+  free (msg);
+  guestfs_close (g);
+  return -1;
+}
+
+struct p2v_guest *
+guest_open (const char *image, const char *format, bool readonly,
+            const char *accel, bool verbose)
+{
+  struct p2v_guest *gs;
+  struct stat st;
+  int fd;
+
+  if (!accel || !*accel)
+    accel = getenv ("P2V_ACCEL");
+  if (!accel || !*accel)
+    accel = "auto";
+  if (strcmp (accel, "auto") != 0 && strcmp (accel, "kvm") != 0
+      && strcmp (accel, "tcg") != 0)
+    return p2v_error_null ("accelerator '%s' is not auto, kvm or tcg", accel);
+  if (format && strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0)
+    return p2v_error_null ("unknown image format '%s'", format);
+
+  /* Plain errors for plain problems, before libguestfs says it its way. */
+  fd = open (image, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (fd == -1)
+    return p2v_error_null ("cannot open '%s': %m", image);
+  if (fstat (fd, &st) == -1 || S_ISDIR (st.st_mode)) {
+    close (fd);
+    errno = EISDIR;
+    return p2v_error_null ("cannot open '%s': %m", image);
+  }
+  close (fd);
+
+  gs = xcalloc (1, sizeof *gs);
+  gs->image = xstrdup (image);
+  gs->readonly = readonly;
+  gs->progress = verbose && isatty (STDERR_FILENO);
+  if (launch (gs, format, accel) == -1) {
+    free (gs->image);
+    free (gs);
+    return NULL;
+  }
+  return gs;
+}
+
+int
+guest_find_root (struct p2v_guest *gs)
+{
+  char **roots = guestfs_inspect_os (gs->g);
+  char *linux_root = NULL, *other = NULL;
+  int r = -1;
+
+  if (!roots)
+    return gerror (gs, "cannot inspect '%s'", gs->image);
+  for (size_t i = 0; roots[i]; i++) {
+    char *type = guestfs_inspect_get_type (gs->g, roots[i]);
+    if (type && strcmp (type, "linux") == 0) {
+      if (!linux_root)
+        linux_root = xstrdup (roots[i]);
+      else
+        p2v_warning ("'%s' holds several Linux systems; using the one on %s",
+                     gs->image, linux_root);
+    }
+    else if (!other)
+      other = xstrdup (type ? type : "unknown");
+    free (type);
+  }
+  if (linux_root) {
+    gs->root = linux_root;
+    r = 0;
+  }
+  else if (!roots[0])
+    p2v_error ("no operating system found in '%s'", gs->image);
+  else if (strcmp (other, "windows") == 0)
+    p2v_error ("'%s' holds Windows, which p2v cannot convert", gs->image);
+  else
+    p2v_error ("'%s' holds %s, which p2v cannot convert", gs->image, other);
+  free (other);
+  free_string_array (roots);
+  return r;
+}
+
+static int
+compare_mountpoints (const void *a, const void *b)
+{
+  const char *const *x = a, *const *y = b;
+  size_t lx = strlen (x[0]), ly = strlen (y[0]);
+  return lx != ly ? (lx < ly ? -1 : 1) : strcmp (x[0], y[0]);
+}
+
+int
+guest_mount (struct p2v_guest *gs, bool rw)
+{
+  char **mps = guestfs_inspect_get_mountpoints (gs->g, gs->root);
+  size_t n = 0;
+  int r = 0;
+
+  if (!mps)
+    return gerror (gs, "cannot read the mount points of '%s'", gs->image);
+  while (mps[n])
+    n++;
+  /* Pairs (mount point, device), shortest mount point first. */
+  qsort (mps, n / 2, 2 * sizeof *mps, compare_mountpoints);
+  for (size_t i = 0; i + 1 < n; i += 2) {
+    int m = rw ? guestfs_mount (gs->g, mps[i + 1], mps[i])
+      : guestfs_mount_ro (gs->g, mps[i + 1], mps[i]);
+    if (m == -1) {
+      char *msg = one_line (guest_last_error (gs));
+      if (strcmp (mps[i], "/") == 0) {
+        p2v_error ("cannot mount the root file system %s of '%s': %s",
+                   mps[i + 1], gs->image, msg);
+        r = -1;
+      }
+      else
+        p2v_warning ("cannot mount %s on %s: %s", mps[i + 1], mps[i], msg);
+      free (msg);
+      if (r == -1)
+        break;
+    }
+  }
+  free_string_array (mps);
+  return r;
+}
+
+int
+guest_umount (struct p2v_guest *gs)
+{
+  if (guestfs_umount_all (gs->g) == -1)
+    return gerror (gs, "cannot unmount the file systems of '%s'", gs->image);
+  return 0;
+}
+
+int
+guest_close (struct p2v_guest *gs)
+{
+  int r = 0;
+
+  if (!gs)
+    return 0;
+  if (gs->g) {
+    if (!gs->readonly && guestfs_umount_all (gs->g) == -1)
+      r = gerror (gs, "cannot unmount the file systems of '%s'", gs->image);
+    if (guestfs_shutdown (gs->g) == -1 && r == 0)
+      r = gerror (gs, "cannot write back '%s'", gs->image);
+    guestfs_close (gs->g);
+  }
+  free (gs->image);
+  free (gs->root);
+  free (gs);
+  return r;
+}
+
+/* ---- files and commands ---- */
+
+bool
+guest_is_file (struct p2v_guest *gs, const char *path)
+{
+  return guestfs_is_file_opts (gs->g, path,
+                               GUESTFS_IS_FILE_OPTS_FOLLOWSYMLINKS, 1, -1) > 0;
+}
+
+bool
+guest_is_dir (struct p2v_guest *gs, const char *path)
+{
+  return guestfs_is_dir (gs->g, path) > 0;
+}
+
+bool
+guest_is_symlink (struct p2v_guest *gs, const char *path)
+{
+  return guestfs_is_symlink (gs->g, path) > 0;
+}
+
+bool
+guest_exists (struct p2v_guest *gs, const char *path)
+{
+  return guestfs_exists (gs->g, path) > 0;
+}
+
+char *
+guest_read (struct p2v_guest *gs, const char *path)
+{
+  size_t size;
+  char *data, *text;
+
+  if (!guest_is_file (gs, path))
+    return NULL;
+  data = guestfs_read_file (gs->g, path, &size);
+  if (!data) {
+    gerror (gs, "cannot read '%s' in the guest", path);
+    return NULL;
+  }
+  text = xmalloc (size + 1);
+  memcpy (text, data, size);
+  text[size] = '\0';
+  free (data);
+  return text;
+}
+
+int
+guest_write (struct p2v_guest *gs, const char *path, const char *content)
+{
+  if (guestfs_write (gs->g, path, content, strlen (content)) == -1)
+    return gerror (gs, "cannot write '%s' in the guest", path);
+  return 0;
+}
+
+char *
+guest_readlink (struct p2v_guest *gs, const char *path)
+{
+  return guestfs_readlink (gs->g, path);
+}
+
+char **
+guest_glob (struct p2v_guest *gs, const char *pattern)
+{
+  char **v = guestfs_glob_expand (gs->g, pattern);
+  if (!v)
+    v = xcalloc (1, sizeof *v);
+  return v;
+}
+
+static char *
+with_env (const char *cmd)
+{
+  return xasprintf ("export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C "
+                    "DEBIAN_FRONTEND=noninteractive; %s", cmd);
+}
+
+char *
+guest_sh (struct p2v_guest *gs, const char *cmd, const char *what)
+{
+  char *full = with_env (cmd);
+  char *out = guestfs_sh (gs->g, full);
+
+  free (full);
+  if (!out) {
+    char *msg = one_line (guest_last_error (gs));
+    p2v_error ("%s: %s", what, msg);
+    free (msg);
+  }
+  return out;
+}
+
+bool
+guest_sh_ok (struct p2v_guest *gs, const char *cmd)
+{
+  char *full = with_env (cmd);
+  char *out = guestfs_sh (gs->g, full);
+
+  free (full);
+  free (out);
+  return out != NULL;
+}

@@ -1,0 +1,203 @@
+/* report.c: what inspect found and what inject would do, for people (a
+ * short report and a numbered plan) and for programs (JSON, json-c). */
+#include <stdio.h>
+#include <string.h>
+
+#include <json.h>
+
+#include "common.h"
+#include "inject-int.h"
+
+static const char *const kind_names[] = {
+  [CHANGE_WRITE] = "edit", [CHANGE_SHOWN] = "edit",
+  [CHANGE_REMOVE] = "remove", [CHANGE_COPY] = "copy",
+  [CHANGE_COMMAND] = "command",
+};
+
+void
+report_print_change (FILE *f, size_t i, const struct p2v_change *c)
+{
+  fprintf (f, "%zu. %s: %s -> %s", i + 1, c->file, c->before, c->after);
+  if (*c->why)
+    fprintf (f, " (%s)", c->why);
+  fputc ('\n', f);
+}
+
+void
+report_print_human (FILE *f, const struct p2v_facts *x,
+                    const struct p2v_plan *plan)
+{
+  fprintf (f, "os:          %s %s %s", x->os ? x->os : "?",
+           x->distro ? x->distro : "?", x->version);
+  if (x->product && *x->product && strcmp (x->product, "unknown") != 0
+      && strcmp (x->product, x->version) != 0)
+    fprintf (f, " (%s)", x->product);
+  fprintf (f, ", family %s\n", x->family->name);
+  fprintf (f, "firmware:    %s\n", x->firmware);
+  fprintf (f, "bootloader:  %s", x->boot.type);
+  if (x->boot.config)
+    fprintf (f, ", %s", x->boot.config);
+  if (x->boot.install_device)
+    fprintf (f, ", boot disk %s", x->boot.install_device);
+  if (x->boot.efi_dir)
+    fprintf (f, ", %s (fallback %s)", x->boot.efi_dir,
+             x->boot.efi_fallback ? x->boot.efi_fallback : "missing");
+  fputc ('\n', f);
+  for (size_t i = 0; i < x->nkernels; i++) {
+    const struct p2v_kernel *k = &x->kernels[i];
+    fprintf (f, "%s %s, %s%s (%s), %s\n", i ? "            " : "kernels:    ",
+             k->version, k->initramfs, k->initramfs_exists ? "" : " missing",
+             x->itool->name,
+             k->virtio_builtin ? "virtio built in"
+             : k->has_virtio ? "has virtio" : "no virtio");
+  }
+  for (size_t i = 0; i < x->nfs; i++) {
+    const struct p2v_filesystem *fs = &x->fs[i];
+    fprintf (f, "%s %s %s", i ? "            " : "filesystems:", fs->device,
+             fs->type);
+    if (fs->uuid)
+      fprintf (f, " UUID=%s", fs->uuid);
+    if (fs->mountpoint)
+      fprintf (f, " on %s", fs->mountpoint);
+    if (fs->fstab_name)
+      fprintf (f, " (fstab: %s)", fs->fstab_name);
+    fputc ('\n', f);
+  }
+  fprintf (f, "network:     %s\n", x->net_style);
+  for (size_t i = 0; i < x->netifs.n; i++) {
+    const struct p2v_netif *n = &x->netifs.v[i];
+    fprintf (f, "             %s %s %s%s%s\n", n->name, n->mac ? n->mac : "(no MAC)",
+             n->address ? n->address : "", n->address ? " " : "",
+             n->config_file ? n->config_file : n->pin_file ? n->pin_file : "");
+  }
+  if (!x->nagents)
+    fprintf (f, "agents:      none\n");
+  for (size_t i = 0; i < x->nagents; i++) {
+    const struct p2v_agent_found *a = &x->agents[i];
+    fprintf (f, "%s %s (%s), %s", i ? "            " : "agents:     ",
+             a->service, a->agent->vendor, a->links.n ? "enabled" : "not enabled");
+    if (a->package)
+      fprintf (f, ", package %s", a->package);
+    fputc ('\n', f);
+  }
+  if (!plan->n) {
+    fprintf (f, "plan: nothing to do\n");
+    return;
+  }
+  fprintf (f, "plan:\n");
+  for (size_t i = 0; i < plan->n; i++)
+    report_print_change (f, i, &plan->v[i]);
+}
+
+static json_object *
+jstr (const char *s)
+{
+  return s ? json_object_new_string (s) : NULL;
+}
+
+json_object *
+report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
+{
+  json_object *o = json_object_new_object ();
+  json_object *boot = json_object_new_object ();
+  json_object *kernels = json_object_new_array ();
+  json_object *fss = json_object_new_array ();
+  json_object *net = json_object_new_object ();
+  json_object *ifs = json_object_new_array ();
+  json_object *agents = json_object_new_array ();
+  json_object *jplan = json_object_new_array ();
+
+  json_object_object_add (o, "os", jstr (x->os));
+  json_object_object_add (o, "distro", jstr (x->distro));
+  json_object_object_add (o, "version", jstr (x->version));
+  json_object_object_add (o, "product", jstr (x->product));
+  json_object_object_add (o, "family", jstr (x->family->name));
+  json_object_object_add (o, "root", jstr (x->root_device));
+  json_object_object_add (o, "firmware", jstr (x->firmware));
+
+  json_object_object_add (boot, "type", jstr (x->boot.type));
+  json_object_object_add (boot, "config", jstr (x->boot.config));
+  json_object_object_add (boot, "defaults", jstr (x->boot.defaults));
+  json_object_object_add (boot, "mkconfig", jstr (x->boot.mkconfig));
+  json_object_object_add (boot, "install", jstr (x->boot.install));
+  json_object_object_add (boot, "install_device", jstr (x->boot.install_device));
+  json_object_object_add (boot, "esp", jstr (x->boot.esp));
+  json_object_object_add (boot, "efi_dir", jstr (x->boot.efi_dir));
+  json_object_object_add (boot, "efi_fallback", jstr (x->boot.efi_fallback));
+  json_object_object_add (o, "bootloader", boot);
+
+  json_object_object_add (o, "initramfs_tool", jstr (x->itool->name));
+  for (size_t i = 0; i < x->nkernels; i++) {
+    const struct p2v_kernel *k = &x->kernels[i];
+    json_object *jk = json_object_new_object ();
+    json_object_object_add (jk, "version", jstr (k->version));
+    json_object_object_add (jk, "vmlinuz", jstr (k->vmlinuz));
+    json_object_object_add (jk, "initramfs", jstr (k->initramfs));
+    json_object_object_add (jk, "initramfs_exists",
+                            json_object_new_boolean (k->initramfs_exists));
+    json_object_object_add (jk, "initramfs_tool", jstr (x->itool->name));
+    json_object_object_add (jk, "has_virtio", json_object_new_boolean (k->has_virtio));
+    json_object_object_add (jk, "virtio_builtin",
+                            json_object_new_boolean (k->virtio_builtin));
+    json_object_array_add (kernels, jk);
+  }
+  json_object_object_add (o, "kernels", kernels);
+
+  for (size_t i = 0; i < x->nfs; i++) {
+    const struct p2v_filesystem *fs = &x->fs[i];
+    json_object *jf = json_object_new_object ();
+    json_object_object_add (jf, "device", jstr (fs->device));
+    json_object_object_add (jf, "uuid", jstr (fs->uuid));
+    json_object_object_add (jf, "type", jstr (fs->type));
+    json_object_object_add (jf, "label", jstr (fs->label));
+    json_object_object_add (jf, "mountpoint", jstr (fs->mountpoint));
+    json_object_object_add (jf, "fstab_name", jstr (fs->fstab_name));
+    json_object_array_add (fss, jf);
+  }
+  json_object_object_add (o, "filesystems", fss);
+
+  json_object_object_add (net, "style", jstr (x->net_style));
+  for (size_t i = 0; i < x->netifs.n; i++) {
+    const struct p2v_netif *n = &x->netifs.v[i];
+    json_object *ji = json_object_new_object ();
+    json_object_object_add (ji, "name", jstr (n->name));
+    json_object_object_add (ji, "mac", jstr (n->mac));
+    json_object_object_add (ji, "config_file", jstr (n->config_file));
+    json_object_object_add (ji, "address", jstr (n->address));
+    json_object_object_add (ji, "pin_file", jstr (n->pin_file));
+    json_object_array_add (ifs, ji);
+  }
+  json_object_object_add (net, "interfaces", ifs);
+  json_object_object_add (o, "network", net);
+
+  for (size_t i = 0; i < x->nagents; i++) {
+    const struct p2v_agent_found *a = &x->agents[i];
+    json_object *ja = json_object_new_object ();
+    json_object *links = json_object_new_array ();
+    json_object_object_add (ja, "service", jstr (a->service));
+    json_object_object_add (ja, "vendor", jstr (a->agent->vendor));
+    json_object_object_add (ja, "unit_file", jstr (a->unit_file));
+    json_object_object_add (ja, "enabled", json_object_new_boolean (a->links.n > 0));
+    for (size_t j = 0; j < a->links.n; j++)
+      json_object_array_add (links, jstr (a->links.v[j]));
+    json_object_object_add (ja, "links", links);
+    json_object_object_add (ja, "package", jstr (a->package));
+    json_object_array_add (agents, ja);
+  }
+  json_object_object_add (o, "agents", agents);
+
+  for (size_t i = 0; i < plan->n; i++) {
+    const struct p2v_change *c = &plan->v[i];
+    json_object *jc = json_object_new_object ();
+    json_object_object_add (jc, "file", jstr (c->file));
+    json_object_object_add (jc, "before", jstr (c->before));
+    json_object_object_add (jc, "after", jstr (c->after));
+    json_object_object_add (jc, "why", jstr (c->why));
+    json_object_object_add (jc, "action", jstr (kind_names[c->kind]));
+    if (c->command)
+      json_object_object_add (jc, "command", jstr (c->command));
+    json_object_array_add (jplan, jc);
+  }
+  json_object_object_add (o, "plan", jplan);
+  return o;
+}

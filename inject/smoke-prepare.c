@@ -1,0 +1,533 @@
+/* smoke-prepare.c: make the throwaway overlay observable, in one libguestfs
+ * session: find the firmware the disk wants, send the kernel console to
+ * the serial port and install a one-shot service that reports the boot. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <guestfs.h>
+
+#include "common.h"
+#include "smoke.h"
+
+#define KERNEL_ARGS "console=ttyS0,115200 systemd.show_status=1"
+#define REPORT_SCRIPT "/etc/p2v-smoke-report"
+#define REPORT_UNIT "/etc/systemd/system/p2v-smoke.service"
+#define REPORT_WANTS "/etc/systemd/system/multi-user.target.wants"
+
+/* Run inside the guest as its default target is reached.  Shell only
+ * (findmnt, ip, systemctl if there), so any Linux guest can run it. */
+static const char report_script[] =
+  "#!/bin/sh\n"
+  "# p2v smoke: written into a throwaway overlay by `p2v smoke`; tells the\n"
+  "# host how this boot went, as one JSON line on the serial ports.\n"
+  "PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+  "export PATH LC_ALL=C\n"
+  "\n"
+  "esc() { printf '%s' \"$1\" | tr -d '\\000-\\037' | sed -e 's/\\\\/\\\\\\\\/g' -e 's/\"/\\\\\"/g'; }\n"
+  "str() { printf '\"%s\"' \"$(esc \"$1\")\"; }\n"
+  "strs() { sep=; printf '['; for w in \"$@\"; do printf '%s%s' \"$sep\" \"$(str \"$w\")\"; sep=,; done; printf ']'; }\n"
+  "booting() { case $(systemctl is-system-running 2>/dev/null) in initializing|starting) return 0;; esac; return 1; }\n"
+  "\n"
+  "if [ -d /run/systemd/system ]; then\n"
+  "    target=$(systemctl get-default 2>/dev/null)\n"
+  "    # Bounded waits: for the default target, then for the boot to settle\n"
+  "    # (interfaces hot-plugged by udev get their addresses then).\n"
+  "    i=0\n"
+  "    while [ $i -lt 120 ] && [ \"$(systemctl is-active \"$target\" 2>/dev/null)\" != active ] && booting; do\n"
+  "        sleep 1; i=$((i + 1))\n"
+  "    done\n"
+  "    i=0\n"
+  "    while [ $i -lt 20 ] && booting; do sleep 1; i=$((i + 1)); done\n"
+  "    target_state=$(systemctl is-active \"$target\" 2>/dev/null)\n"
+  "    system_state=$(systemctl is-system-running 2>/dev/null)\n"
+  "    failed=$(systemctl --failed --plain --no-legend 2>/dev/null | awk '{\n"
+  "        for (i = 1; i <= NF; i++)\n"
+  "            if ($i ~ /\\.(service|socket|mount|automount|swap|target|device|timer|path|slice|scope)$/) { print $i; break }\n"
+  "    }')\n"
+  "else\n"
+  "    target=\"runlevel $(runlevel 2>/dev/null | awk '{print $2}')\"\n"
+  "    target_state=active\n"
+  "    system_state=running\n"
+  "    failed=\n"
+  "fi\n"
+  "\n"
+  "root_source=$(findmnt -n -o SOURCE / 2>/dev/null | sed 's/\\[.*//')\n"
+  "root_fstype=$(findmnt -n -o FSTYPE / 2>/dev/null)\n"
+  "[ -n \"$root_source\" ] || root_source=$(awk '$2 == \"/\" { s = $1 } END { print s }' /proc/mounts)\n"
+  "[ -n \"$root_fstype\" ] || root_fstype=$(awk '$2 == \"/\" { s = $3 } END { print s }' /proc/mounts)\n"
+  "\n"
+  "# The whole disks under /, through partitions, LVM, dm-crypt and md.\n"
+  "disks_of() (\n"
+  "    d=$1\n"
+  "    if [ -n \"$(ls \"$d/slaves\" 2>/dev/null)\" ]; then\n"
+  "        for s in \"$d\"/slaves/*; do disks_of \"$(readlink -f \"$s\")\"; done\n"
+  "    elif [ -f \"$d/partition\" ]; then\n"
+  "        disks_of \"$(readlink -f \"$d/..\")\"\n"
+  "    else\n"
+  "        echo \"${d##*/}\"\n"
+  "    fi\n"
+  ")\n"
+  "mm=$(awk '$5 == \"/\" { mm = $3 } END { print mm }' /proc/self/mountinfo)\n"
+  "sys=\n"
+  "if [ -n \"$mm\" ] && [ -d \"/sys/dev/block/$mm\" ]; then\n"
+  "    sys=$(readlink -f \"/sys/dev/block/$mm\")\n"
+  "elif [ -b \"$root_source\" ]; then\n"
+  "    sys=$(readlink -f \"/sys/class/block/$(basename \"$(readlink -f \"$root_source\")\")\")\n"
+  "fi\n"
+  "disks=\n"
+  "if [ -n \"$sys\" ] && [ -d \"$sys\" ]; then\n"
+  "    for d in $(disks_of \"$sys\" | sort -u); do\n"
+  "        drv=$(readlink \"/sys/block/$d/device/driver\" 2>/dev/null)\n"
+  "        [ -n \"$drv\" ] || drv=$(readlink \"/sys/block/$d/device/../driver\" 2>/dev/null)\n"
+  "        disks=\"$disks${disks:+,}{\\\"name\\\":$(str \"/dev/$d\"),\\\"driver\\\":$(str \"${drv##*/}\")}\"\n"
+  "    done\n"
+  "fi\n"
+  "\n"
+  "ifaces=\n"
+  "for n in /sys/class/net/*; do\n"
+  "    name=${n##*/}\n"
+  "    [ \"$name\" = lo ] && continue\n"
+  "    [ -e \"$n/device\" ] || continue\n"
+  "    drv=$(readlink \"$n/device/driver\" 2>/dev/null)\n"
+  "    addrs=$(ip -4 -o addr show dev \"$name\" 2>/dev/null | awk '{ print $4 }')\n"
+  "    ifaces=\"$ifaces${ifaces:+,}{\\\"name\\\":$(str \"$name\"),\\\"mac\\\":$(str \"$(cat \"$n/address\" 2>/dev/null)\"),\\\"state\\\":$(str \"$(cat \"$n/operstate\" 2>/dev/null)\"),\\\"driver\\\":$(str \"${drv##*/}\"),\\\"ipv4\\\":$(strs $addrs)}\"\n"
+  "done\n"
+  "\n"
+  "line=\"P2V-SMOKE {\\\"target\\\":$(str \"$target\"),\\\"target_state\\\":$(str \"$target_state\"),\\\"system_state\\\":$(str \"$system_state\"),\\\"kernel\\\":$(str \"$(uname -r)\"),\\\"root_source\\\":$(str \"$root_source\"),\\\"root_fstype\\\":$(str \"$root_fstype\"),\\\"root_disks\\\":[$disks],\\\"interfaces\\\":[$ifaces],\\\"failed_units\\\":$(strs $failed),\\\"uptime\\\":$(cut -d' ' -f1 /proc/uptime)}\"\n"
+  "for port in /dev/ttyS1 /dev/ttyS0; do\n"
+  "    timeout 10 sh -c 'printf \"%s\\n\" \"$1\" > \"$2\"' sh \"$line\" \"$port\" 2>/dev/null\n"
+  "done\n"
+  ;
+
+static const char report_unit[] =
+  "# p2v smoke: report how the boot went (throwaway overlay only)\n"
+  "[Unit]\n"
+  "Description=p2v smoke test report\n"
+  "After=multi-user.target\n"
+  "\n"
+  "[Service]\n"
+  /* simple, not oneshot: its start job must not hold the boot open, as
+   * the script waits for the boot to finish. */
+  "Type=simple\n"
+  "ExecStart=/bin/sh " REPORT_SCRIPT "\n"
+  "\n"
+  "[Install]\n"
+  "WantedBy=multi-user.target\n";
+
+/* ---- pure text edits, unit-tested ---------------------------------------- */
+
+/* Copy text line by line, appending args to lines whose first word is one
+ * of words. */
+static char *
+append_to_lines (const char *text, const char *const *words, const char *args,
+                 size_t *n)
+{
+  size_t len = strlen (text), alen = strlen (args), cap = len + 1, out = 0;
+  char *r = xmalloc (cap);
+
+  *n = 0;
+  for (const char *p = text; *p;) {
+    const char *eol = strchr (p, '\n');
+    const char *end = eol ? eol : p + strlen (p);
+    const char *w = p, *we, *content_end = end;
+    bool match = false;
+
+    while (w < end && (*w == ' ' || *w == '\t'))
+      w++;
+    we = w;
+    while (we < end && *we != ' ' && *we != '\t')
+      we++;
+    for (size_t i = 0; words[i]; i++)
+      if ((size_t) (we - w) == strlen (words[i]) &&
+          strncmp (w, words[i], we - w) == 0)
+        match = true;
+    while (content_end > we &&
+           (content_end[-1] == ' ' || content_end[-1] == '\t' ||
+            content_end[-1] == '\r'))
+      content_end--;
+    /* A line continued with a backslash: leave it alone. */
+    if (match && content_end > we && content_end[-1] == '\\')
+      match = false;
+
+    if (match) {
+      cap += alen + 1;
+      r = xrealloc (r, cap);
+      memcpy (r + out, p, content_end - p);
+      out += content_end - p;
+      r[out++] = ' ';
+      memcpy (r + out, args, alen);
+      out += alen;
+      memcpy (r + out, content_end, end - content_end);
+      out += end - content_end;
+      (*n)++;
+    }
+    else {
+      memcpy (r + out, p, end - p);
+      out += end - p;
+    }
+    if (eol)
+      r[out++] = '\n';
+    p = eol ? eol + 1 : end;
+  }
+  r[out] = '\0';
+  return r;
+}
+
+char *
+smoke_edit_grub_cfg (const char *cfg, const char *args, size_t *n)
+{
+  static const char *const words[] = { "linux", "linux16", "linuxefi", NULL };
+  return append_to_lines (cfg, words, args, n);
+}
+
+char *
+smoke_edit_bls_entry (const char *entry, const char *args, size_t *n)
+{
+  static const char *const words[] = { "options", NULL };
+  char *r = append_to_lines (entry, words, args, n), *with;
+  size_t len = strlen (r);
+
+  if (*n > 0)
+    return r;
+  /* No options line at all: add one. */
+  with = xasprintf ("%s%soptions %s\n", r,
+                    len && r[len - 1] != '\n' ? "\n" : "", args);
+  free (r);
+  *n = 1;
+  return with;
+}
+
+/* ---- the libguestfs session ---------------------------------------------- */
+
+#define ESP_TYPE "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+#define BIOS_BOOT_TYPE "21686148-6449-6E6F-744E-656564454649"
+
+struct session {
+  guestfs_h *g;
+  const char *image;            /* for messages: the user's name */
+};
+
+static int
+gfs_error (struct session *s, const char *what)
+{
+  const char *e = guestfs_last_error (s->g);
+  return p2v_error ("%s '%s': %s", what, s->image, e ? e : "libguestfs failed");
+}
+
+static void
+free_strv_guestfs (char **v)
+{
+  if (!v)
+    return;
+  for (size_t i = 0; v[i]; i++)
+    free (v[i]);
+  free (v);
+}
+
+/* GPT with an EFI System Partition and no BIOS boot partition: UEFI.
+ * Everything else (MBR, hybrid, no table at all) boots with BIOS. */
+static enum p2v_smoke_firmware
+detect_firmware (struct session *s)
+{
+  enum p2v_smoke_firmware fw = P2V_SMOKE_FIRMWARE_BIOS;
+  char **devs = guestfs_list_devices (s->g);
+  char *type = NULL;
+  struct guestfs_partition_list *parts = NULL;
+  bool esp = false, bios_boot = false;
+
+  if (!devs || !devs[0])
+    goto out;
+  type = guestfs_part_get_parttype (s->g, devs[0]);
+  if (!type || strcmp (type, "gpt") != 0)
+    goto out;
+  parts = guestfs_part_list (s->g, devs[0]);
+  for (size_t i = 0; parts && i < parts->len; i++) {
+    char *t = guestfs_part_get_gpt_type (s->g, devs[0], parts->val[i].part_num);
+    if (t && strcasecmp (t, ESP_TYPE) == 0)
+      esp = true;
+    if (t && strcasecmp (t, BIOS_BOOT_TYPE) == 0)
+      bios_boot = true;
+    free (t);
+  }
+  if (esp && !bios_boot)
+    fw = P2V_SMOKE_FIRMWARE_UEFI;
+ out:
+  if (parts)
+    guestfs_free_partition_list (parts);
+  free (type);
+  free_strv_guestfs (devs);
+  return fw;
+}
+
+static int
+compare_mountpoints (const void *a, const void *b)
+{
+  const char *const *x = a, *const *y = b;
+  size_t lx = strlen (x[0]), ly = strlen (y[0]);
+  return lx < ly ? -1 : lx > ly ? 1 : strcmp (x[0], y[0]);
+}
+
+/* Mount the first Linux guest's file systems as its fstab says.
+ * Returns 1 when mounted, 0 when there is no Linux guest, -1 on error. */
+static int
+mount_guest (struct session *s)
+{
+  char **roots = guestfs_inspect_os (s->g), **mps = NULL;
+  const char *root = NULL;
+  size_t n;
+  int r = 0;
+
+  if (!roots)
+    return gfs_error (s, "cannot inspect");
+  for (size_t i = 0; roots[i] && !root; i++) {
+    char *type = guestfs_inspect_get_type (s->g, roots[i]);
+    if (type && strcmp (type, "linux") == 0)
+      root = roots[i];
+    free (type);
+  }
+  if (!root)
+    goto out;
+  mps = guestfs_inspect_get_mountpoints (s->g, root);
+  if (!mps) {
+    r = gfs_error (s, "cannot read the mount points of");
+    goto out;
+  }
+  for (n = 0; mps[n]; n++)
+    ;
+  /* Pairs (mount point, device), shortest mount point first. */
+  qsort (mps, n / 2, 2 * sizeof *mps, compare_mountpoints);
+  for (size_t i = 0; i + 1 < n; i += 2)
+    if (guestfs_mount (s->g, mps[i + 1], mps[i]) == -1) {
+      if (strcmp (mps[i], "/") == 0) {
+        r = gfs_error (s, "cannot mount the root file system of");
+        goto out;
+      }
+      /* A secondary file system we do not need (or cannot mount here). */
+    }
+  r = 1;
+ out:
+  free_strv_guestfs (mps);
+  free_strv_guestfs (roots);
+  return r;
+}
+
+/* Read a guest file as a string. */
+static char *
+read_text (struct session *s, const char *path)
+{
+  size_t size;
+  char *buf = guestfs_read_file (s->g, path, &size), *text;
+
+  if (!buf)
+    return NULL;
+  text = xmalloc (size + 1);
+  memcpy (text, buf, size);
+  text[size] = '\0';
+  free (buf);
+  return text;
+}
+
+/* Edit one boot loader file in place; adds to *lines the number of kernel
+ * command lines changed. */
+static int
+edit_boot_file (struct session *s, const char *path, bool bls, size_t *lines)
+{
+  char *text = read_text (s, path), *edited;
+  size_t n;
+  int r = 0;
+
+  if (!text)
+    return gfs_error (s, "cannot read the boot loader configuration of");
+  edited = bls ? smoke_edit_bls_entry (text, KERNEL_ARGS, &n)
+    : smoke_edit_grub_cfg (text, KERNEL_ARGS, &n);
+  if (n > 0 && guestfs_write (s->g, path, edited, strlen (edited)) == -1)
+    r = gfs_error (s, "cannot write the boot loader configuration of");
+  *lines += n;
+  free (text);
+  free (edited);
+  return r;
+}
+
+/* Kernel console on ttyS0 in every grub.cfg and BLS entry, each file
+ * once even when reached through symlinks. */
+static int
+edit_boot_loader (struct session *s, size_t *lines)
+{
+  static const char *const globs[] = {
+    "/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/efi/EFI/*/grub.cfg",
+    "/boot/loader/entries/*.conf",
+  };
+  char **seen = xcalloc (1, sizeof *seen);
+  int r = 0;
+
+  *lines = 0;
+  for (size_t i = 0; i < ARRAY_SIZE (globs) && r == 0; i++) {
+    char **paths = guestfs_glob_expand (s->g, globs[i]);
+    for (size_t j = 0; paths && paths[j] && r == 0; j++) {
+      char *real = guestfs_realpath (s->g, paths[j]);
+      bool dup = false;
+      if (!real || guestfs_is_file (s->g, real) != 1) {
+        free (real);
+        continue;
+      }
+      for (size_t k = 0; seen[k]; k++)
+        dup |= strcmp (seen[k], real) == 0;
+      if (!dup) {
+        r = edit_boot_file (s, real, strstr (globs[i], "/loader/") != NULL,
+                            lines);
+        smoke_strv_push (&seen, real);
+      }
+      else
+        free (real);
+    }
+    free_strv_guestfs (paths);
+  }
+  smoke_strv_free (seen);
+  return r;
+}
+
+static bool
+guest_uses_systemd (struct session *s)
+{
+  static const char *const inits[] = { "/sbin/init", "/usr/sbin/init" };
+
+  for (size_t i = 0; i < ARRAY_SIZE (inits); i++) {
+    if (guestfs_is_symlink (s->g, inits[i]) == 1) {
+      char *target = guestfs_readlink (s->g, inits[i]);
+      bool sd = target && strstr (target, "systemd");
+      free (target);
+      return sd;
+    }
+    if (guestfs_is_file (s->g, inits[i]) == 1)
+      return false;             /* sysvinit, upstart, busybox... */
+  }
+  return guestfs_is_file (s->g, "/lib/systemd/systemd") == 1 ||
+    guestfs_is_file (s->g, "/usr/lib/systemd/systemd") == 1;
+}
+
+/* New files get the guest's SELinux labels, or an enforcing guest would
+ * refuse to run them.  Best effort: a failure shows as "timeout". */
+static void
+relabel (struct session *s, const char *const *paths)
+{
+  char *config = NULL, *type = NULL, *specfile = NULL;
+  const char *features[] = { "selinuxrelabel", NULL };
+
+  if (guestfs_is_file (s->g, "/etc/selinux/config") != 1)
+    return;
+  config = read_text (s, "/etc/selinux/config");
+  for (char *p = config; p && *p;) {
+    char *eol = strchrnul (p, '\n');
+    if (strncmp (p, "SELINUXTYPE=", 12) == 0)
+      type = strndup (p + 12, eol - p - 12);
+    p = *eol ? eol + 1 : eol;
+  }
+  if (!type)
+    goto out;
+  specfile = xasprintf ("/etc/selinux/%s/contexts/files/file_contexts", type);
+  if (guestfs_feature_available (s->g, (char **) features) != 1 ||
+      guestfs_is_file (s->g, specfile) != 1)
+    goto out;
+  for (size_t i = 0; paths[i]; i++)
+    if (guestfs_selinux_relabel (s->g, specfile, paths[i], -1) == -1)
+      p2v_warning ("cannot set the SELinux label of '%s' in '%s': %s",
+                   paths[i], s->image, guestfs_last_error (s->g));
+ out:
+  free (config);
+  free (type);
+  free (specfile);
+}
+
+/* The report script, and what starts it once the boot is done. */
+static int
+install_report (struct session *s)
+{
+  const char *relabel_paths[4] = { REPORT_SCRIPT, NULL };
+
+  if (guestfs_write (s->g, REPORT_SCRIPT, report_script,
+                     sizeof report_script - 1) == -1 ||
+      guestfs_chmod (s->g, 0755, REPORT_SCRIPT) == -1)
+    return gfs_error (s, "cannot install the smoke report script in");
+
+  if (guest_uses_systemd (s)) {
+    if (guestfs_mkdir_p (s->g, REPORT_WANTS) == -1 ||
+        guestfs_write (s->g, REPORT_UNIT, report_unit,
+                       sizeof report_unit - 1) == -1 ||
+        guestfs_ln_sf (s->g, REPORT_UNIT,
+                       REPORT_WANTS "/p2v-smoke.service") == -1)
+      return gfs_error (s, "cannot install the smoke report service in");
+    relabel_paths[1] = REPORT_UNIT;
+    relabel_paths[2] = REPORT_WANTS;
+  }
+  else {
+    /* sysvinit and friends run rc.local last, in the default runlevel. */
+    const char *rc = guestfs_is_file (s->g, "/etc/rc.d/rc.local") == 1
+      ? "/etc/rc.d/rc.local" : "/etc/rc.local";
+    char *old = guestfs_is_file (s->g, rc) == 1 ? read_text (s, rc) : NULL;
+    const char *body = old ? old : "";
+    char *text;
+
+    if (strncmp (body, "#!", 2) == 0)
+      body = strchrnul (body, '\n');
+    text = xasprintf ("#!/bin/sh\n/bin/sh " REPORT_SCRIPT " &\n%s%s",
+                      *body == '\n' ? body + 1 : body,
+                      old ? "" : "exit 0\n");
+    free (old);
+    if (guestfs_write (s->g, rc, text, strlen (text)) == -1 ||
+        guestfs_chmod (s->g, 0755, rc) == -1) {
+      free (text);
+      return gfs_error (s, "cannot install the smoke report in rc.local of");
+    }
+    free (text);
+    relabel_paths[1] = rc;
+  }
+  relabel (s, relabel_paths);
+  return 0;
+}
+
+int
+smoke_prepare_overlay (const char *overlay, const char *image,
+                       enum p2v_smoke_firmware *firmware, bool force_tcg,
+                       bool *prepared)
+{
+  struct session s = { .image = image };
+  size_t lines = 0;
+  int r = -1, m;
+
+  *prepared = false;
+  s.g = guestfs_create ();
+  if (!s.g)
+    return p2v_error ("cannot create a libguestfs handle: %m");
+  guestfs_set_error_handler (s.g, NULL, NULL);
+  if (force_tcg)
+    guestfs_set_backend_setting (s.g, "force_tcg", "1");
+  if (guestfs_add_drive_opts (s.g, overlay,
+                              GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) == -1 ||
+      guestfs_launch (s.g) == -1) {
+    gfs_error (&s, "cannot start libguestfs on");
+    goto out;
+  }
+  if (*firmware == P2V_SMOKE_FIRMWARE_AUTO)
+    *firmware = detect_firmware (&s);
+
+  m = mount_guest (&s);
+  if (m == -1)
+    goto out;
+  if (m == 1) {
+    if (edit_boot_loader (&s, &lines) == -1 || install_report (&s) == -1)
+      goto out;
+    if (lines == 0)
+      p2v_warning ("no kernel command line found in the grub configuration "
+                   "of '%s': its console will stay quiet", image);
+    *prepared = true;
+  }
+  if (guestfs_umount_all (s.g) == -1 || guestfs_shutdown (s.g) == -1) {
+    gfs_error (&s, "cannot write the smoke overlay of");
+    goto out;
+  }
+  r = 0;
+ out:
+  guestfs_close (s.g);
+  return r;
+}
