@@ -70,13 +70,13 @@ install: p2v
 bench: p2v tests/tools/gen-image
 	bench/convert.sh
 
-# The newcomer's first run: generate a 512 MiB example disk, convert it to
-# compressed qcow2, and prove the result with our verify and qemu-img's.
-demo: p2v tests/tools/gen-image
+# The newcomer's first run: build (or reuse) an example physical Debian
+# server disk, then the main job on it: convert to compressed qcow2,
+# inject, and boot-test; qemu-img check proves the image itself.
+demo: p2v
 	mkdir -p example
-	tests/tools/gen-image example/server.img 512
-	./p2v convert example/server.img -o example/server.qcow2 --compress --force
-	./p2v verify example/server.img example/server.qcow2
+	img=$$(tests/fixtures/build-server.sh debian-bios) && \
+	  ./p2v convert "$$img" -o example/server.qcow2 --compress --force
 	qemu-img check example/server.qcow2
 
 clean:
