@@ -26,7 +26,7 @@ const char cmd_smoke_help[] =
   "                          and no BIOS boot partition is uefi), bios, uefi\n"
   "      --accel ACCEL       auto (default: KVM, else TCG), kvm, tcg;\n"
   "                          the environment P2V_ACCEL=tcg forces TCG\n"
-  "      --timeout SEC       give up on a boot after SEC seconds (default 300)\n"
+  "      --timeout SEC       give up on a boot after SEC seconds (default 600)\n"
   "      --mac MAC           the NIC's MAC address (default 52:54:00:12:34:56)\n"
   "      --uefi-vars FILE    OVMF NVRAM to start from (default: blank)\n"
   "  -m, --memory MIB        guest memory (default 1024)\n"

@@ -20,6 +20,7 @@
 #include <guestfs.h>
 
 #include "common.h"
+#include "format.h"
 #include "inject-int.h"
 
 /* A KVM appliance is up in seconds; one silent this long is a hung KVM. */
@@ -405,8 +406,7 @@ guest_open (const char *image, const char *format, bool readonly,
             const char *accel, bool verbose)
 {
   struct p2v_guest *gs;
-  struct stat st;
-  int fd;
+  struct p2v_image *img;
 
   if (!accel || !*accel)
     accel = getenv ("P2V_ACCEL");
@@ -415,19 +415,13 @@ guest_open (const char *image, const char *format, bool readonly,
   if (strcmp (accel, "auto") != 0 && strcmp (accel, "kvm") != 0
       && strcmp (accel, "tcg") != 0)
     return p2v_error_null ("accelerator '%s' is not auto, kvm or tcg", accel);
-  if (format && strcmp (format, "raw") != 0 && strcmp (format, "qcow2") != 0)
-    return p2v_error_null ("unknown image format '%s'", format);
-
-  /* Plain errors for plain problems, before libguestfs says it its way. */
-  fd = open (image, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (fd == -1)
-    return p2v_error_null ("cannot open '%s': %m", image);
-  if (fstat (fd, &st) == -1 || S_ISDIR (st.st_mode)) {
-    close (fd);
-    errno = EISDIR;
-    return p2v_error_null ("cannot open '%s': %m", image);
-  }
-  close (fd);
+  /* Our own format probe: plain errors for plain problems, and libguestfs
+   * (qemu) is told the format instead of guessing it. */
+  img = image_open (image, format, P2V_OPEN_READONLY);
+  if (!img)
+    return NULL;
+  format = img->drv->name;
+  image_close (img);
 
   gs = xcalloc (1, sizeof *gs);
   gs->image = xstrdup (image);

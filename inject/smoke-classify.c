@@ -11,6 +11,9 @@
 
 #define REPORT_PREFIX "P2V-SMOKE "
 #define CONSOLE_TAIL_LINES 25
+/* dracut's timeout scripts (which start degraded RAID and the like) ran
+ * this often and root still did not appear: it will not. */
+#define TIMEOUT_SCRIPT_RUNS 3
 
 /* ---- string vectors ---------------------------------------------------- */
 
@@ -211,6 +214,7 @@ enum mark {
   MARK_PANIC,           /* decisive */
   MARK_NO_ROOT,         /* decisive: initramfs gave up on root */
   MARK_NO_ROOT_SOFT,    /* the initramfs is still waiting, with warnings */
+  MARK_TIMEOUT_SCRIPTS, /* dracut ran its timeout scripts (degraded RAID...) */
   MARK_EMERGENCY,       /* decisive: root not found in the initrd, else emergency */
 };
 
@@ -268,6 +272,7 @@ static const struct pattern patterns[] = {
   { MARK_NO_ROOT_SOFT, "Timed out waiting for device", NULL },
   { MARK_NO_ROOT_SOFT, "Failed to mount", "/sysroot" },
   { MARK_NO_ROOT_SOFT, "Waiting for root file system", NULL },
+  { MARK_TIMEOUT_SCRIPTS, "dracut-initqueue", "starting timeout scripts" },
   /* The real root. */
   { MARK_REAL_ROOT, "Switching root", NULL },
   { MARK_REAL_ROOT, "Begin: Running /scripts/init-bottom", NULL },
@@ -523,6 +528,7 @@ smoke_classify (const char *console, size_t console_len,
   char **rep = smoke_console_lines (report, report_len);
   const char *decisive_line = NULL, *soft_line = NULL;
   long soft_at = -1;
+  unsigned timeout_runs = 0;
   enum p2v_smoke_stage decisive = P2V_SMOKE_STAGE_NONE;
   enum p2v_smoke_reached reached = P2V_SMOKE_REACHED_NOTHING;
   /* Line numbers of the latest initrd and real-root marks so far. */
@@ -583,11 +589,16 @@ smoke_classify (const char *console, size_t console_len,
              soft_at <= last_real_root) {
       soft_line = con[i];
       soft_at = i;
+      timeout_runs = 0;
     }
+    else if (HAS (m, MARK_TIMEOUT_SCRIPTS) && last_initrd > last_real_root &&
+             ++timeout_runs >= TIMEOUT_SCRIPT_RUNS)
+      s = P2V_SMOKE_STAGE_ROOT_NOT_FOUND;
 
     if (s != P2V_SMOKE_STAGE_NONE && !decisive_line) {
       decisive = s;
-      decisive_line = con[i];
+      /* For dracut's endless timeout loop, its first warning says most. */
+      decisive_line = HAS (m, MARK_TIMEOUT_SCRIPTS) && soft_line ? soft_line : con[i];
     }
   }
   res->reached = reached;
@@ -612,9 +623,15 @@ smoke_classify (const char *console, size_t console_len,
                                  smoke_reached_name (reached));
     }
     else {
+      size_t n = smoke_strv_len (con);
       res->stage = P2V_SMOKE_STAGE_TIMEOUT;
-      res->evidence = xasprintf ("no report from the guest; furthest stage seen: %s",
-                                 smoke_reached_name (reached));
+      if (reached == P2V_SMOKE_REACHED_INITRAMFS && last_initrd > last_real_root)
+        res->evidence = xasprintf ("still in the initramfs: the root file system "
+                                   "did not appear in time (last line: %s)",
+                                   n ? con[n - 1] : "");
+      else
+        res->evidence = xasprintf ("no report from the guest; furthest stage seen: %s",
+                                   smoke_reached_name (reached));
     }
   }
 

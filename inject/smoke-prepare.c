@@ -88,15 +88,22 @@ static const char report_script[] =
   "for n in /sys/class/net/*; do\n"
   "    name=${n##*/}\n"
   "    [ \"$name\" = lo ] && continue\n"
-  "    [ -e \"$n/device\" ] || continue\n"
   "    drv=$(readlink \"$n/device/driver\" 2>/dev/null)\n"
   "    addrs=$(ip -4 -o addr show dev \"$name\" 2>/dev/null | awk '{ print $4 }')\n"
   "    ifaces=\"$ifaces${ifaces:+,}{\\\"name\\\":$(str \"$name\"),\\\"mac\\\":$(str \"$(cat \"$n/address\" 2>/dev/null)\"),\\\"state\\\":$(str \"$(cat \"$n/operstate\" 2>/dev/null)\"),\\\"driver\\\":$(str \"${drv##*/}\"),\\\"ipv4\\\":$(strs $addrs)}\"\n"
   "done\n"
   "\n"
-  "line=\"P2V-SMOKE {\\\"target\\\":$(str \"$target\"),\\\"target_state\\\":$(str \"$target_state\"),\\\"system_state\\\":$(str \"$system_state\"),\\\"kernel\\\":$(str \"$(uname -r)\"),\\\"root_source\\\":$(str \"$root_source\"),\\\"root_fstype\\\":$(str \"$root_fstype\"),\\\"root_disks\\\":[$disks],\\\"interfaces\\\":[$ifaces],\\\"failed_units\\\":$(strs $failed),\\\"uptime\\\":$(cut -d' ' -f1 /proc/uptime)}\"\n"
+  "uptime=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)\n"
+  "case $uptime in '' | *[!0-9.]*) uptime=0 ;; esac\n"
+  "\n"
+  "line=\"P2V-SMOKE {\\\"target\\\":$(str \"$target\"),\\\"target_state\\\":$(str \"$target_state\"),\\\"system_state\\\":$(str \"$system_state\"),\\\"kernel\\\":$(str \"$(uname -r)\"),\\\"root_source\\\":$(str \"$root_source\"),\\\"root_fstype\\\":$(str \"$root_fstype\"),\\\"root_disks\\\":[$disks],\\\"interfaces\\\":[$ifaces],\\\"failed_units\\\":$(strs $failed),\\\"uptime\\\":$uptime}\"\n"
+  "# ttyS1 is the host's report port; ttyS0, the console, for people reading it.\n"
   "for port in /dev/ttyS1 /dev/ttyS0; do\n"
-  "    timeout 10 sh -c 'printf \"%s\\n\" \"$1\" > \"$2\"' sh \"$line\" \"$port\" 2>/dev/null\n"
+  "    if command -v timeout >/dev/null 2>&1; then\n"
+  "        timeout 10 sh -c 'printf \"%s\\n\" \"$1\" > \"$2\"' sh \"$line\" \"$port\"\n"
+  "    else\n"
+  "        printf '%s\\n' \"$line\" > \"$port\"\n"
+  "    fi 2>/dev/null\n"
   "done\n"
   ;
 
@@ -200,12 +207,20 @@ smoke_edit_bls_entry (const char *entry, const char *args, size_t *n)
 
 /* ---- the libguestfs session ---------------------------------------------- */
 
+/* Full libguestfs inspection costs 15-20 s under TCG (it lists and probes
+ * every file system); we need much less: the root file system and the
+ * files holding kernel command lines.  So we mount each candidate once
+ * and look. */
+
 #define ESP_TYPE "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 #define BIOS_BOOT_TYPE "21686148-6449-6E6F-744E-656564454649"
 
 struct session {
   guestfs_h *g;
   const char *image;            /* for messages: the user's name */
+  bool found_root;
+  size_t cmdlines;              /* kernel command lines edited */
+  char **edited;                /* files edited, "DEVICE:PATH" */
 };
 
 static int
@@ -215,101 +230,44 @@ gfs_error (struct session *s, const char *what)
   return p2v_error ("%s '%s': %s", what, s->image, e ? e : "libguestfs failed");
 }
 
-static void
-free_strv_guestfs (char **v)
+/* libguestfs allocates with malloc: same as ours. */
+#define free_strv_guestfs smoke_strv_free
+
+/* The value of KEY in a libguestfs hash (key, value, key, value, ...). */
+static const char *
+hash_get (char **h, const char *key)
 {
-  if (!v)
-    return;
-  for (size_t i = 0; v[i]; i++)
-    free (v[i]);
-  free (v);
+  for (size_t i = 0; h && h[i] && h[i + 1]; i += 2)
+    if (strcmp (h[i], key) == 0)
+      return h[i + 1];
+  return NULL;
 }
 
 /* GPT with an EFI System Partition and no BIOS boot partition: UEFI.
- * Everything else (MBR, hybrid, no table at all) boots with BIOS. */
+ * Everything else (MBR, hybrid, no table at all) boots with BIOS.  The
+ * partition table as libblkid reads it, on the first disk. */
 static enum p2v_smoke_firmware
-detect_firmware (struct session *s)
+detect_firmware (struct session *s, char **partitions)
 {
-  enum p2v_smoke_firmware fw = P2V_SMOKE_FIRMWARE_BIOS;
   char **devs = guestfs_list_devices (s->g);
-  char *type = NULL;
-  struct guestfs_partition_list *parts = NULL;
   bool esp = false, bios_boot = false;
 
-  if (!devs || !devs[0])
-    goto out;
-  type = guestfs_part_get_parttype (s->g, devs[0]);
-  if (!type || strcmp (type, "gpt") != 0)
-    goto out;
-  parts = guestfs_part_list (s->g, devs[0]);
-  for (size_t i = 0; parts && i < parts->len; i++) {
-    char *t = guestfs_part_get_gpt_type (s->g, devs[0], parts->val[i].part_num);
-    if (t && strcasecmp (t, ESP_TYPE) == 0)
-      esp = true;
-    if (t && strcasecmp (t, BIOS_BOOT_TYPE) == 0)
-      bios_boot = true;
-    free (t);
-  }
-  if (esp && !bios_boot)
-    fw = P2V_SMOKE_FIRMWARE_UEFI;
- out:
-  if (parts)
-    guestfs_free_partition_list (parts);
-  free (type);
-  free_strv_guestfs (devs);
-  return fw;
-}
+  for (size_t i = 0; devs && devs[0] && partitions[i]; i++) {
+    char *dev = guestfs_part_to_dev (s->g, partitions[i]);
+    char **id = dev && strcmp (dev, devs[0]) == 0
+      ? guestfs_blkid (s->g, partitions[i]) : NULL;
+    const char *scheme = hash_get (id, "PART_ENTRY_SCHEME");
+    const char *type = hash_get (id, "PART_ENTRY_TYPE");
 
-static int
-compare_mountpoints (const void *a, const void *b)
-{
-  const char *const *x = a, *const *y = b;
-  size_t lx = strlen (x[0]), ly = strlen (y[0]);
-  return lx < ly ? -1 : lx > ly ? 1 : strcmp (x[0], y[0]);
-}
-
-/* Mount the first Linux guest's file systems as its fstab says.
- * Returns 1 when mounted, 0 when there is no Linux guest, -1 on error. */
-static int
-mount_guest (struct session *s)
-{
-  char **roots = guestfs_inspect_os (s->g), **mps = NULL;
-  const char *root = NULL;
-  size_t n;
-  int r = 0;
-
-  if (!roots)
-    return gfs_error (s, "cannot inspect");
-  for (size_t i = 0; roots[i] && !root; i++) {
-    char *type = guestfs_inspect_get_type (s->g, roots[i]);
-    if (type && strcmp (type, "linux") == 0)
-      root = roots[i];
-    free (type);
-  }
-  if (!root)
-    goto out;
-  mps = guestfs_inspect_get_mountpoints (s->g, root);
-  if (!mps) {
-    r = gfs_error (s, "cannot read the mount points of");
-    goto out;
-  }
-  for (n = 0; mps[n]; n++)
-    ;
-  /* Pairs (mount point, device), shortest mount point first. */
-  qsort (mps, n / 2, 2 * sizeof *mps, compare_mountpoints);
-  for (size_t i = 0; i + 1 < n; i += 2)
-    if (guestfs_mount (s->g, mps[i + 1], mps[i]) == -1) {
-      if (strcmp (mps[i], "/") == 0) {
-        r = gfs_error (s, "cannot mount the root file system of");
-        goto out;
-      }
-      /* A secondary file system we do not need (or cannot mount here). */
+    if (scheme && type && strcmp (scheme, "gpt") == 0) {
+      esp |= strcasecmp (type, ESP_TYPE) == 0;
+      bios_boot |= strcasecmp (type, BIOS_BOOT_TYPE) == 0;
     }
-  r = 1;
- out:
-  free_strv_guestfs (mps);
-  free_strv_guestfs (roots);
-  return r;
+    free_strv_guestfs (id);
+    free (dev);
+  }
+  free_strv_guestfs (devs);
+  return esp && !bios_boot ? P2V_SMOKE_FIRMWARE_UEFI : P2V_SMOKE_FIRMWARE_BIOS;
 }
 
 /* Read a guest file as a string. */
@@ -328,10 +286,9 @@ read_text (struct session *s, const char *path)
   return text;
 }
 
-/* Edit one boot loader file in place; adds to *lines the number of kernel
- * command lines changed. */
+/* Edit one boot loader file in place. */
 static int
-edit_boot_file (struct session *s, const char *path, bool bls, size_t *lines)
+edit_boot_file (struct session *s, const char *path, bool bls)
 {
   char *text = read_text (s, path), *edited;
   size_t n;
@@ -343,47 +300,47 @@ edit_boot_file (struct session *s, const char *path, bool bls, size_t *lines)
     : smoke_edit_grub_cfg (text, KERNEL_ARGS, &n);
   if (n > 0 && guestfs_write (s->g, path, edited, strlen (edited)) == -1)
     r = gfs_error (s, "cannot write the boot loader configuration of");
-  *lines += n;
+  s->cmdlines += n;
   free (text);
   free (edited);
   return r;
 }
 
-/* Kernel console on ttyS0 in every grub.cfg and BLS entry, each file
- * once even when reached through symlinks. */
+/* Kernel console on ttyS0 in every grub.cfg and BLS entry of the file
+ * system mounted at / (a root with /boot, a separate /boot, an ESP whose
+ * grub.cfg is the real one), each file once even through symlinks. */
 static int
-edit_boot_loader (struct session *s, size_t *lines)
+edit_boot_loader (struct session *s, const char *device)
 {
   static const char *const globs[] = {
-    "/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/efi/EFI/*/grub.cfg",
-    "/boot/loader/entries/*.conf",
+    "/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/loader/entries/*.conf",
+    "/grub/grub.cfg", "/grub2/grub.cfg", "/loader/entries/*.conf",
+    "/EFI/*/grub.cfg", "/efi/*/grub.cfg",
   };
-  char **seen = xcalloc (1, sizeof *seen);
   int r = 0;
 
-  *lines = 0;
   for (size_t i = 0; i < ARRAY_SIZE (globs) && r == 0; i++) {
     char **paths = guestfs_glob_expand (s->g, globs[i]);
     for (size_t j = 0; paths && paths[j] && r == 0; j++) {
-      char *real = guestfs_realpath (s->g, paths[j]);
+      char *real = guestfs_realpath (s->g, paths[j]), *key;
       bool dup = false;
       if (!real || guestfs_is_file (s->g, real) != 1) {
         free (real);
         continue;
       }
-      for (size_t k = 0; seen[k]; k++)
-        dup |= strcmp (seen[k], real) == 0;
+      key = xasprintf ("%s:%s", device, real);
+      for (size_t k = 0; s->edited[k]; k++)
+        dup |= strcmp (s->edited[k], key) == 0;
       if (!dup) {
-        r = edit_boot_file (s, real, strstr (globs[i], "/loader/") != NULL,
-                            lines);
-        smoke_strv_push (&seen, real);
+        r = edit_boot_file (s, real, strstr (globs[i], "/loader/") != NULL);
+        smoke_strv_push (&s->edited, key);
       }
       else
-        free (real);
+        free (key);
+      free (real);
     }
     free_strv_guestfs (paths);
   }
-  smoke_strv_free (seen);
   return r;
 }
 
@@ -486,19 +443,91 @@ install_report (struct session *s)
   return 0;
 }
 
+static bool
+is_root_at (struct session *s, const char *prefix)
+{
+  char *etc = xasprintf ("%s/etc/fstab", prefix);
+  char *os = xasprintf ("%s/etc/os-release", prefix);
+  char *os_usr = xasprintf ("%s/usr/lib/os-release", prefix);
+  char *sh = xasprintf ("%s/bin/sh", prefix);
+  bool r = guestfs_is_file (s->g, etc) == 1 && guestfs_exists (s->g, sh) == 1 &&
+    (guestfs_is_file (s->g, os) == 1 || guestfs_is_file (s->g, os_usr) == 1 ||
+     guestfs_is_dir (s->g, "/etc/init.d") == 1);
+  free (etc);
+  free (os);
+  free (os_usr);
+  free (sh);
+  return r;
+}
+
+/* With device mounted at /: is it a Linux root?  Directly, or as a btrfs
+ * subvolume one level down ("@", "root"), which we then mount instead so
+ * that paths (and SELinux labels) are the guest's own. */
+static bool
+mount_root (struct session *s, const char *device)
+{
+  char **top;
+  bool found = false;
+
+  if (is_root_at (s, ""))
+    return true;
+  top = guestfs_ls (s->g, "/");
+  for (size_t i = 0; top && top[i] && !found; i++) {
+    char *prefix = xasprintf ("/%s", top[i]), *opts;
+    if (guestfs_is_dir (s->g, prefix) == 1 && is_root_at (s, prefix)) {
+      opts = xasprintf ("subvol=%s", top[i]);
+      guestfs_umount_all (s->g);
+      found = guestfs_mount_options (s->g, opts, device, "/") == 0 &&
+        is_root_at (s, "");
+      if (!found) {
+        guestfs_umount_all (s->g);
+        guestfs_mount (s->g, device, "/");
+      }
+      free (opts);
+    }
+    free (prefix);
+  }
+  free_strv_guestfs (top);
+  return found;
+}
+
+/* Look at one file system: edit its boot loader files, and if it is the
+ * (first) root, install the report there. */
+static int
+prepare_filesystem (struct session *s, const char *device)
+{
+  int r = 0;
+
+  if (guestfs_mount (s->g, device, "/") == -1)
+    return 0;                   /* swap, a PV, empty: not ours to edit */
+  if (!s->found_root && mount_root (s, device)) {
+    s->found_root = true;
+    r = install_report (s);
+  }
+  if (r == 0)
+    r = edit_boot_loader (s, device);
+  if (guestfs_umount_all (s->g) == -1 && r == 0)
+    r = gfs_error (s, "cannot unmount the file systems of");
+  return r;
+}
+
 int
 smoke_prepare_overlay (const char *overlay, const char *image,
                        enum p2v_smoke_firmware *firmware, bool force_tcg,
                        bool *prepared)
 {
   struct session s = { .image = image };
-  size_t lines = 0;
-  int r = -1, m;
+  char **parts = NULL, **lvs = NULL, **mds = NULL, **devs = NULL;
+  char ***lists[] = { &parts, &lvs, &mds };
+  int r = -1;
 
   *prepared = false;
+  s.edited = xcalloc (1, sizeof *s.edited);
   s.g = guestfs_create ();
-  if (!s.g)
+  if (!s.g) {
+    free (s.edited);
     return p2v_error ("cannot create a libguestfs handle: %m");
+  }
   guestfs_set_error_handler (s.g, NULL, NULL);
   if (force_tcg)
     guestfs_set_backend_setting (s.g, "force_tcg", "1");
@@ -508,26 +537,49 @@ smoke_prepare_overlay (const char *overlay, const char *image,
     gfs_error (&s, "cannot start libguestfs on");
     goto out;
   }
-  if (*firmware == P2V_SMOKE_FIRMWARE_AUTO)
-    *firmware = detect_firmware (&s);
-
-  m = mount_guest (&s);
-  if (m == -1)
+  parts = guestfs_list_partitions (s.g);
+  devs = guestfs_list_devices (s.g);
+  if (!parts || !devs) {
+    gfs_error (&s, "cannot list the partitions of");
     goto out;
-  if (m == 1) {
-    if (edit_boot_loader (&s, &lines) == -1 || install_report (&s) == -1)
-      goto out;
-    if (lines == 0)
-      p2v_warning ("no kernel command line found in the grub configuration "
-                   "of '%s': its console will stay quiet", image);
-    *prepared = true;
   }
-  if (guestfs_umount_all (s.g) == -1 || guestfs_shutdown (s.g) == -1) {
+  lvs = guestfs_lvs (s.g);
+  mds = guestfs_list_md_devices (s.g);
+  if (*firmware == P2V_SMOKE_FIRMWARE_AUTO)
+    *firmware = detect_firmware (&s, parts);
+
+  /* LVs first (a root on LVM is the common server layout; its /boot
+   * partition is found either way), then md, partitions, and whole disks
+   * without a partition table. */
+  for (size_t l = 0; l < ARRAY_SIZE (lists); l++) {
+    char **v = *lists[(l + 1) % ARRAY_SIZE (lists)];
+    for (size_t i = 0; v && v[i]; i++)
+      if (prepare_filesystem (&s, v[i]) == -1)
+        goto out;
+  }
+  for (size_t i = 0; devs[i]; i++) {
+    bool partitioned = false;
+    for (size_t j = 0; parts[j] && !partitioned; j++)
+      partitioned = strncmp (parts[j], devs[i], strlen (devs[i])) == 0;
+    if (!partitioned && prepare_filesystem (&s, devs[i]) == -1)
+      goto out;
+  }
+
+  if (s.found_root && s.cmdlines == 0)
+    p2v_warning ("no kernel command line found in the grub configuration "
+                 "of '%s': its console will stay quiet", image);
+  *prepared = s.found_root;
+  if (guestfs_shutdown (s.g) == -1) {
     gfs_error (&s, "cannot write the smoke overlay of");
     goto out;
   }
   r = 0;
  out:
   guestfs_close (s.g);
+  free_strv_guestfs (parts);
+  free_strv_guestfs (lvs);
+  free_strv_guestfs (mds);
+  free_strv_guestfs (devs);
+  smoke_strv_free (s.edited);
   return r;
 }

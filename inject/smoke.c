@@ -703,7 +703,6 @@ smoke_image (const char *image, const struct p2v_smoke_opts *opts,
   double t0;
   int fd, r = -1;
   enum boot_outcome outcome;
-
   bool progress = opts->progress && isatty (STDERR_FILENO);
 
   bc.mac = opts->mac ? opts->mac : P2V_SMOKE_DEFAULT_MAC;

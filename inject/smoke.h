@@ -22,7 +22,7 @@ enum p2v_smoke_accel {
   P2V_SMOKE_ACCEL_TCG,
 };
 
-#define P2V_SMOKE_DEFAULT_TIMEOUT 300   /* seconds, for one boot */
+#define P2V_SMOKE_DEFAULT_TIMEOUT 600   /* seconds, for one boot (TCG is slow) */
 #define P2V_SMOKE_DEFAULT_MAC "52:54:00:12:34:56"
 #define P2V_SMOKE_DEFAULT_MEMORY 1024   /* MiB */
 

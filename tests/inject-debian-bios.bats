@@ -185,3 +185,11 @@ echo '== end2'" >"$D/dump.txt" 2>&1
   echo "$output"
   [ "$status" -eq 1 ]
 }
+
+@test "inject on a qcow2 (what p2v convert writes): format probed, nothing left to do" {
+  p2v convert "$D/server.img" -o "$D/server.qcow2" -q
+  run p2v inject "$D/server.qcow2"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [ "$output" = "inject: nothing to do" ]
+}

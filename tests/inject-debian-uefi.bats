@@ -10,6 +10,7 @@ setup_file() {
   export D="$BATS_FILE_TMPDIR"
   use_fixture debian-uefi
   fixture_copy "$FIX" "$D/server.img"
+  fixture_copy "$FIX" "$D/orig.img"
   inject_flow
 }
 
@@ -69,4 +70,11 @@ setup_file() {
   run env P2V_OVMF_VARS=blank "$FIXTURES/boot-check.sh" "$D/server.img" virtio uefi 600
   echo "$output"
   [ "$status" -eq 0 ]
+}
+
+@test "without inject, a new VM (empty NVRAM) finds nothing to boot" {
+  requires qemu-system-x86_64
+  run env P2V_OVMF_VARS=blank "$FIXTURES/boot-check.sh" "$D/orig.img" virtio uefi 120
+  echo "$output"
+  [ "$status" -eq 1 ]
 }

