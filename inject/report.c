@@ -6,6 +6,7 @@
 #include <json.h>
 
 #include "common.h"
+#include "jsonutil.h"
 #include "inject-int.h"
 
 static const char *const kind_names[] = {
@@ -89,12 +90,6 @@ report_print_human (FILE *f, const struct p2v_facts *x,
     report_print_change (f, i, &plan->v[i]);
 }
 
-static json_object *
-jstr (const char *s)
-{
-  return s ? json_object_new_string (s) : NULL;
-}
-
 json_object *
 report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
 {
@@ -107,35 +102,35 @@ report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
   json_object *agents = json_object_new_array ();
   json_object *jplan = json_object_new_array ();
 
-  json_object_object_add (o, "os", jstr (x->os));
-  json_object_object_add (o, "distro", jstr (x->distro));
-  json_object_object_add (o, "version", jstr (x->version));
-  json_object_object_add (o, "product", jstr (x->product));
-  json_object_object_add (o, "family", jstr (x->family->name));
-  json_object_object_add (o, "root", jstr (x->root_device));
-  json_object_object_add (o, "firmware", jstr (x->firmware));
+  json_object_object_add (o, "os", json_string_or_null (x->os));
+  json_object_object_add (o, "distro", json_string_or_null (x->distro));
+  json_object_object_add (o, "version", json_string_or_null (x->version));
+  json_object_object_add (o, "product", json_string_or_null (x->product));
+  json_object_object_add (o, "family", json_string_or_null (x->family->name));
+  json_object_object_add (o, "root", json_string_or_null (x->root_device));
+  json_object_object_add (o, "firmware", json_string_or_null (x->firmware));
 
-  json_object_object_add (boot, "type", jstr (x->boot.type));
-  json_object_object_add (boot, "config", jstr (x->boot.config));
-  json_object_object_add (boot, "defaults", jstr (x->boot.defaults));
-  json_object_object_add (boot, "mkconfig", jstr (x->boot.mkconfig));
-  json_object_object_add (boot, "install", jstr (x->boot.install));
-  json_object_object_add (boot, "install_device", jstr (x->boot.install_device));
-  json_object_object_add (boot, "esp", jstr (x->boot.esp));
-  json_object_object_add (boot, "efi_dir", jstr (x->boot.efi_dir));
-  json_object_object_add (boot, "efi_fallback", jstr (x->boot.efi_fallback));
+  json_object_object_add (boot, "type", json_string_or_null (x->boot.type));
+  json_object_object_add (boot, "config", json_string_or_null (x->boot.config));
+  json_object_object_add (boot, "defaults", json_string_or_null (x->boot.defaults));
+  json_object_object_add (boot, "mkconfig", json_string_or_null (x->boot.mkconfig));
+  json_object_object_add (boot, "install", json_string_or_null (x->boot.install));
+  json_object_object_add (boot, "install_device", json_string_or_null (x->boot.install_device));
+  json_object_object_add (boot, "esp", json_string_or_null (x->boot.esp));
+  json_object_object_add (boot, "efi_dir", json_string_or_null (x->boot.efi_dir));
+  json_object_object_add (boot, "efi_fallback", json_string_or_null (x->boot.efi_fallback));
   json_object_object_add (o, "bootloader", boot);
 
-  json_object_object_add (o, "initramfs_tool", jstr (x->itool->name));
+  json_object_object_add (o, "initramfs_tool", json_string_or_null (x->itool->name));
   for (size_t i = 0; i < x->nkernels; i++) {
     const struct p2v_kernel *k = &x->kernels[i];
     json_object *jk = json_object_new_object ();
-    json_object_object_add (jk, "version", jstr (k->version));
-    json_object_object_add (jk, "vmlinuz", jstr (k->vmlinuz));
-    json_object_object_add (jk, "initramfs", jstr (k->initramfs));
+    json_object_object_add (jk, "version", json_string_or_null (k->version));
+    json_object_object_add (jk, "vmlinuz", json_string_or_null (k->vmlinuz));
+    json_object_object_add (jk, "initramfs", json_string_or_null (k->initramfs));
     json_object_object_add (jk, "initramfs_exists",
                             json_object_new_boolean (k->initramfs_exists));
-    json_object_object_add (jk, "initramfs_tool", jstr (x->itool->name));
+    json_object_object_add (jk, "initramfs_tool", json_string_or_null (x->itool->name));
     json_object_object_add (jk, "has_virtio", json_object_new_boolean (k->has_virtio));
     json_object_object_add (jk, "virtio_builtin",
                             json_object_new_boolean (k->virtio_builtin));
@@ -146,25 +141,25 @@ report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
   for (size_t i = 0; i < x->nfs; i++) {
     const struct p2v_filesystem *fs = &x->fs[i];
     json_object *jf = json_object_new_object ();
-    json_object_object_add (jf, "device", jstr (fs->device));
-    json_object_object_add (jf, "uuid", jstr (fs->uuid));
-    json_object_object_add (jf, "type", jstr (fs->type));
-    json_object_object_add (jf, "label", jstr (fs->label));
-    json_object_object_add (jf, "mountpoint", jstr (fs->mountpoint));
-    json_object_object_add (jf, "fstab_name", jstr (fs->fstab_name));
+    json_object_object_add (jf, "device", json_string_or_null (fs->device));
+    json_object_object_add (jf, "uuid", json_string_or_null (fs->uuid));
+    json_object_object_add (jf, "type", json_string_or_null (fs->type));
+    json_object_object_add (jf, "label", json_string_or_null (fs->label));
+    json_object_object_add (jf, "mountpoint", json_string_or_null (fs->mountpoint));
+    json_object_object_add (jf, "fstab_name", json_string_or_null (fs->fstab_name));
     json_object_array_add (fss, jf);
   }
   json_object_object_add (o, "filesystems", fss);
 
-  json_object_object_add (net, "style", jstr (x->net_style));
+  json_object_object_add (net, "style", json_string_or_null (x->net_style));
   for (size_t i = 0; i < x->netifs.n; i++) {
     const struct p2v_netif *n = &x->netifs.v[i];
     json_object *ji = json_object_new_object ();
-    json_object_object_add (ji, "name", jstr (n->name));
-    json_object_object_add (ji, "mac", jstr (n->mac));
-    json_object_object_add (ji, "config_file", jstr (n->config_file));
-    json_object_object_add (ji, "address", jstr (n->address));
-    json_object_object_add (ji, "pin_file", jstr (n->pin_file));
+    json_object_object_add (ji, "name", json_string_or_null (n->name));
+    json_object_object_add (ji, "mac", json_string_or_null (n->mac));
+    json_object_object_add (ji, "config_file", json_string_or_null (n->config_file));
+    json_object_object_add (ji, "address", json_string_or_null (n->address));
+    json_object_object_add (ji, "pin_file", json_string_or_null (n->pin_file));
     json_object_array_add (ifs, ji);
   }
   json_object_object_add (net, "interfaces", ifs);
@@ -174,14 +169,14 @@ report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
     const struct p2v_agent_found *a = &x->agents[i];
     json_object *ja = json_object_new_object ();
     json_object *links = json_object_new_array ();
-    json_object_object_add (ja, "service", jstr (a->service));
-    json_object_object_add (ja, "vendor", jstr (a->agent->vendor));
-    json_object_object_add (ja, "unit_file", jstr (a->unit_file));
+    json_object_object_add (ja, "service", json_string_or_null (a->service));
+    json_object_object_add (ja, "vendor", json_string_or_null (a->agent->vendor));
+    json_object_object_add (ja, "unit_file", json_string_or_null (a->unit_file));
     json_object_object_add (ja, "enabled", json_object_new_boolean (a->links.n > 0));
     for (size_t j = 0; j < a->links.n; j++)
-      json_object_array_add (links, jstr (a->links.v[j]));
+      json_object_array_add (links, json_string_or_null (a->links.v[j]));
     json_object_object_add (ja, "links", links);
-    json_object_object_add (ja, "package", jstr (a->package));
+    json_object_object_add (ja, "package", json_string_or_null (a->package));
     json_object_array_add (agents, ja);
   }
   json_object_object_add (o, "agents", agents);
@@ -189,13 +184,13 @@ report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
   for (size_t i = 0; i < plan->n; i++) {
     const struct p2v_change *c = &plan->v[i];
     json_object *jc = json_object_new_object ();
-    json_object_object_add (jc, "file", jstr (c->file));
-    json_object_object_add (jc, "before", jstr (c->before));
-    json_object_object_add (jc, "after", jstr (c->after));
-    json_object_object_add (jc, "why", jstr (c->why));
-    json_object_object_add (jc, "action", jstr (kind_names[c->kind]));
+    json_object_object_add (jc, "file", json_string_or_null (c->file));
+    json_object_object_add (jc, "before", json_string_or_null (c->before));
+    json_object_object_add (jc, "after", json_string_or_null (c->after));
+    json_object_object_add (jc, "why", json_string_or_null (c->why));
+    json_object_object_add (jc, "action", json_string_or_null (kind_names[c->kind]));
     if (c->command)
-      json_object_object_add (jc, "command", jstr (c->command));
+      json_object_object_add (jc, "command", json_string_or_null (c->command));
     json_object_array_add (jplan, jc);
   }
   json_object_object_add (o, "plan", jplan);

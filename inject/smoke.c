@@ -20,6 +20,7 @@
 #include <json.h>
 
 #include "common.h"
+#include "jsonutil.h"
 #include "smoke.h"
 
 /* With KVM, a guest that shows nothing for this long is a hung KVM. */
@@ -872,12 +873,6 @@ smoke_result_free (struct p2v_smoke_result *res)
 }
 
 static json_object *
-json_str (const char *s)
-{
-  return s ? json_object_new_string (s) : NULL;
-}
-
-static json_object *
 json_strv_new (char *const *v)
 {
   json_object *a = json_object_new_array ();
@@ -894,29 +889,29 @@ smoke_result_to_json (const struct p2v_smoke_result *res)
   json_object_object_add (o, "verdict", json_object_new_string (
                             res->verdict == P2V_SMOKE_PASS ? "pass"
                             : res->verdict == P2V_SMOKE_FAIL ? "fail" : "pending"));
-  json_object_object_add (o, "stage", json_str (smoke_stage_name (res->stage)));
+  json_object_object_add (o, "stage", json_string_or_null (smoke_stage_name (res->stage)));
   json_object_object_add (o, "reached",
-                          json_str (smoke_reached_name (res->reached)));
-  json_object_object_add (o, "evidence", json_str (res->evidence));
+                          json_string_or_null (smoke_reached_name (res->reached)));
+  json_object_object_add (o, "evidence", json_string_or_null (res->evidence));
   json_object_object_add (o, "seconds",
                           json_object_new_double ((long) (res->seconds * 10) / 10.0));
   json_object_object_add (o, "prepare_seconds",
                           json_object_new_double ((long) (res->prepare_seconds * 10) / 10.0));
-  json_object_object_add (o, "accel", json_str (res->accel));
-  json_object_object_add (o, "accel_note", json_str (res->accel_note));
-  json_object_object_add (o, "firmware", json_str (res->firmware));
+  json_object_object_add (o, "accel", json_string_or_null (res->accel));
+  json_object_object_add (o, "accel_note", json_string_or_null (res->accel_note));
+  json_object_object_add (o, "firmware", json_string_or_null (res->firmware));
   json_object_object_add (o, "observed", json_object_new_boolean (res->prepared));
-  json_object_object_add (o, "target", json_str (res->target));
-  json_object_object_add (o, "target_state", json_str (res->target_state));
-  json_object_object_add (o, "system_state", json_str (res->system_state));
-  json_object_object_add (o, "kernel", json_str (res->kernel));
-  json_object_object_add (o, "root_source", json_str (res->root_source));
-  json_object_object_add (o, "root_fstype", json_str (res->root_fstype));
+  json_object_object_add (o, "target", json_string_or_null (res->target));
+  json_object_object_add (o, "target_state", json_string_or_null (res->target_state));
+  json_object_object_add (o, "system_state", json_string_or_null (res->system_state));
+  json_object_object_add (o, "kernel", json_string_or_null (res->kernel));
+  json_object_object_add (o, "root_source", json_string_or_null (res->root_source));
+  json_object_object_add (o, "root_fstype", json_string_or_null (res->root_fstype));
   a = json_object_new_array ();
   for (size_t i = 0; res->root_disks && res->root_disks[i]; i++) {
     json_object *d = json_object_new_object ();
     json_object_object_add (d, "name", json_object_new_string (res->root_disks[i]));
-    json_object_object_add (d, "driver", json_str (res->root_disk_drivers[i]));
+    json_object_object_add (d, "driver", json_string_or_null (res->root_disk_drivers[i]));
     json_object_array_add (a, d);
   }
   json_object_object_add (o, "root_disks", a);
@@ -924,10 +919,10 @@ smoke_result_to_json (const struct p2v_smoke_result *res)
   for (size_t i = 0; i < res->n_interfaces; i++) {
     const struct p2v_smoke_interface *ifc = &res->interfaces[i];
     json_object *d = json_object_new_object ();
-    json_object_object_add (d, "name", json_str (ifc->name));
-    json_object_object_add (d, "mac", json_str (ifc->mac));
-    json_object_object_add (d, "state", json_str (ifc->state));
-    json_object_object_add (d, "driver", json_str (ifc->driver));
+    json_object_object_add (d, "name", json_string_or_null (ifc->name));
+    json_object_object_add (d, "mac", json_string_or_null (ifc->mac));
+    json_object_object_add (d, "state", json_string_or_null (ifc->state));
+    json_object_object_add (d, "driver", json_string_or_null (ifc->driver));
     json_object_object_add (d, "ipv4", json_strv_new (ifc->ipv4));
     json_object_array_add (a, d);
   }
