@@ -69,7 +69,8 @@ echo '== end2'" >"$D/dump.txt" 2>&1
   [ "$(jq -r .firmware "$j")" = bios ]
   [ "$(jq -r .bootloader.type "$j")" = grub2 ]
   [ "$(jq -r .bootloader.config "$j")" = /boot/grub/grub.cfg ]
-  [ "$(jq -r .bootloader.install_device "$j")" = /dev/sda ]
+  # The appliance names the disk sda (sdb when it is slow to start).
+  [[ "$(jq -r .bootloader.install_device "$j")" =~ ^/dev/sd[a-z]$ ]]
   [ "$(jq -r .initramfs_tool "$j")" = initramfs-tools ]
   [ "$(jq -r '.kernels[0].version' "$j")" = "$(side "$D/server.img" kernel)" ]
   [ "$(jq -r '.kernels[0].initramfs_tool' "$j")" = initramfs-tools ]
@@ -99,7 +100,7 @@ echo '== end2'" >"$D/dump.txt" 2>&1
   [[ "$(plan /etc/udev/rules.d/70-persistent-net.rules)" == *'DRIVERS=="e1000e"'*"(commented out)"* ]]
   [ -n "$(plan "/boot/initrd.img-$(side "$D/server.img" kernel)")" ]
   [[ "$(plan /boot/grub/grub.cfg)" == "root=/dev/sda1 => root=UUID=$root_uuid" ]]
-  [ -n "$(plan /dev/sda)" ]
+  [ -n "$(plan "$(jq -r .bootloader.install_device "$j")")" ]
   [ -n "$(plan /etc/systemd/system/multi-user.target.wants/hp-health.service)" ]
   # Every entry says why.
   [ "$(jq '[.plan[] | select(.why == "" or .file == "")] | length' "$j")" -eq 0 ]
