@@ -461,11 +461,13 @@ static bool
 kernel_has_builtin_virtio (struct p2v_guest *gs, const char *kver)
 {
   static const char *const dirs[] = { "/lib/modules", "/usr/lib/modules" };
-  bool builtin = false;
+  bool builtin = false, found = false;
 
-  for (size_t i = 0; i < ARRAY_SIZE (dirs) && !builtin; i++) {
+  /* With merged /usr both paths are one file: the first one found. */
+  for (size_t i = 0; i < ARRAY_SIZE (dirs) && !found; i++) {
     char *path = xasprintf ("%s/%s/modules.builtin", dirs[i], kver);
     char *text = guest_read (gs, path);
+    found = text != NULL;
     builtin = text && strstr (text, "/virtio_blk.ko");
     free (text);
     free (path);

@@ -108,6 +108,14 @@ echo '== end2'" >"$D/dump.txt" 2>&1
   [[ "$(jq -r '.plan[] | select(.action == "command") | .command' "$j")" == *"update-initramfs -u -k"* ]]
 }
 
+@test "inspect --json: the plan is tests/expected/inspect-debian-bios.plan" {
+  kver=$(side "$D/server.img" kernel)
+  disk=$(jq -r .bootloader.install_device "$D/inspect.json")
+  jq -r '.plan[] | "\(.file) | \(.before) | \(.after)"' "$D/inspect.json" |
+    sed -e "s|$kver|@KVER@|g" -e "s|^$disk |@DISK@ |" >"$D/plan.txt"
+  diff -u "$TOP_DIR/tests/expected/inspect-debian-bios.plan" "$D/plan.txt"
+}
+
 @test "inject --dry-run: prints the numbered plan, changes nothing (same hash)" {
   [ "$(cat "$D/dry.rc")" -eq 0 ] || { cat "$D/dry.out"; false; }
   [ "$(cat "$D/sha.before-dry")" = "$(cat "$D/sha.after-dry")" ]
