@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
+#include "digest.h"
 #include "unit.h"
 
 static void
@@ -107,6 +110,77 @@ test_human_size (void)
   CHECK (strcmp (human_size (1ULL << 30, b, sizeof b), "1.0 GiB") == 0);
 }
 
+/* The digest against an independent one-shot SHA-256 of the documented
+ * stream, and its independence from how the content is split or holed. */
+static void
+digest_of (const unsigned char *disk, size_t size, size_t piece, bool holes,
+           char hex[P2V_DIGEST_HEX_LEN + 1])
+{
+  struct p2v_digest *d = digest_new ();
+
+  for (size_t off = 0; off < size; off += piece) {
+    size_t n = size - off < piece ? size - off : piece;
+    if (holes && buffer_is_zero (disk + off, n))
+      continue;
+    CHECK (digest_feed (d, off, disk + off, n) == 0);
+  }
+  CHECK (digest_final (d, hex) == 0);
+  digest_free (d);
+}
+
+static void
+test_digest (void)
+{
+  size_t size = 5 * P2V_DIGEST_BLOCK + 1000;
+  unsigned char *disk = xcalloc (1, size);
+  char a[P2V_DIGEST_HEX_LEN + 1], b[P2V_DIGEST_HEX_LEN + 1];
+  char c[P2V_DIGEST_HEX_LEN + 1], ref[P2V_DIGEST_HEX_LEN + 1];
+  unsigned char md[32], le[8] = { 0 };
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
+  unsigned mdlen;
+
+  /* Block 1 holds one byte, block 3 is full, the short tail holds data. */
+  disk[P2V_DIGEST_BLOCK + 17] = 0xaa;
+  memset (disk + 3 * P2V_DIGEST_BLOCK, 0x5c, P2V_DIGEST_BLOCK);
+  disk[size - 1] = 0x01;
+
+  digest_of (disk, size, size, false, a);
+  digest_of (disk, size, 4096, true, b);
+  digest_of (disk, size, 777, false, c);
+  CHECK (strcmp (a, b) == 0);
+  CHECK (strcmp (a, c) == 0);
+
+  EVP_DigestInit_ex (ctx, EVP_sha256 (), NULL);
+  unsigned char *tail = xcalloc (1, P2V_DIGEST_BLOCK);
+  memcpy (tail, disk + 5 * P2V_DIGEST_BLOCK, 1000);
+  uint64_t offs[] = { P2V_DIGEST_BLOCK, 3 * P2V_DIGEST_BLOCK, 5 * P2V_DIGEST_BLOCK };
+  const unsigned char *blocks[] = { disk + P2V_DIGEST_BLOCK,
+                                    disk + 3 * P2V_DIGEST_BLOCK, tail };
+  for (int i = 0; i < 3; i++) {
+    for (int j = 0; j < 8; j++)
+      le[j] = (unsigned char) (offs[i] >> (8 * j));
+    EVP_DigestUpdate (ctx, le, 8);
+    EVP_DigestUpdate (ctx, blocks[i], P2V_DIGEST_BLOCK);
+  }
+  EVP_DigestFinal_ex (ctx, md, &mdlen);
+  for (int i = 0; i < 32; i++)
+    snprintf (ref + 2 * i, 3, "%02x", md[i]);
+  CHECK (strcmp (a, ref) == 0);
+
+  disk[2 * P2V_DIGEST_BLOCK] = 1;     /* one byte changes the digest */
+  digest_of (disk, size, size, false, c);
+  CHECK (strcmp (a, c) != 0);
+
+  struct p2v_digest *d = digest_new ();
+  CHECK (digest_feed (d, 8192, disk, 10) == 0);
+  CHECK_ERROR (digest_feed (d, 4096, disk, 10) == -1, "out of order");
+  digest_free (d);
+
+  EVP_MD_CTX_free (ctx);
+  free (tail);
+  free (disk);
+}
+
 int
 main (void)
 {
@@ -117,5 +191,6 @@ main (void)
   test_errors ();
   test_write_zeros ();
   test_human_size ();
+  test_digest ();
   return unit_finish ("test-common");
 }
