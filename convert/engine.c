@@ -22,7 +22,8 @@ struct slot {
   uint64_t seq;
   uint64_t offset, len;
   bool all_zero;                /* a zero run: no buffer, any length */
-  uint8_t *buf;                 /* chunk bytes */
+  uint8_t *buf;                 /* chunk bytes, when read with pread */
+  const uint8_t *data;          /* the chunk's bytes: buf or the source's map */
   uint8_t *cbuf;                /* compressed unit i at i * unit */
   uint8_t *kind;                /* enum unit_kind per unit */
   uint32_t *clen;               /* compressed length per unit */
@@ -88,9 +89,12 @@ reader_fill (struct engine *e, struct slot *s, uint64_t off, uint64_t end)
   size_t nunits = DIV_ROUND_UP (end - off, e->unit);
   uint64_t pos = off;
 
+  const uint8_t *map = image_map (e->src, off, end - off);
+
   s->offset = off;
   s->len = end - off;
   s->all_zero = false;
+  s->data = map ? map : s->buf;
   memset (s->kind, UNIT_ZERO, nunits);
 
   while (pos < end) {
@@ -100,13 +104,13 @@ reader_fill (struct engine *e, struct slot *s, uint64_t off, uint64_t end)
     if (image_block_status (e->src, pos, end - pos, &pnum, &flags) == -1)
       return -1;
     if (flags & P2V_STATUS_DATA) {
-      if (image_pread (e->src, s->buf + (pos - off), pnum, pos) == -1)
+      if (!map && image_pread (e->src, s->buf + (pos - off), pnum, pos) == -1)
         return -1;
       e->stats->bytes_read += pnum;
       memset (s->kind + (pos - off) / e->unit, UNIT_UNKNOWN,
               (pos + pnum - 1 - off) / e->unit - (pos - off) / e->unit + 1);
     }
-    else
+    else if (!map)
       memset (s->buf + (pos - off), 0, pnum);
     pos += pnum;
   }
@@ -170,7 +174,7 @@ worker_process (struct engine *e, struct slot *s)
 
   for (size_t i = 0; i < nunits; i++) {
     size_t ulen = P2V_MIN ((uint64_t) e->unit, s->len - i * e->unit);
-    uint8_t *p = s->buf + i * e->unit;
+    const uint8_t *p = s->data + i * e->unit;
 
     if (s->kind[i] == UNIT_ZERO)
       continue;
@@ -275,7 +279,7 @@ writer_write (struct engine *e, struct slot *s)
         return -1;
     }
     else {
-      if (image_pwrite (e->dst, s->buf + i * e->unit, len, off) == -1)
+      if (image_pwrite (e->dst, s->data + i * e->unit, len, off) == -1)
         return -1;
       e->stats->bytes_plain += len;
     }
