@@ -320,6 +320,8 @@ writer_loop (struct engine *e)
       engine_fail (e);
       goto out;
     }
+    if (!s->all_zero && s->data != s->buf)
+      image_unmap (e->src, s->offset, s->len);
     progress_update (prog, s->offset + s->len);
 
     pthread_mutex_lock (&e->lock);

@@ -153,6 +153,13 @@ image_map (struct p2v_image *img, uint64_t offset, size_t count)
   return img->drv->map (img->h, offset, count);
 }
 
+void
+image_unmap (struct p2v_image *img, uint64_t offset, size_t count)
+{
+  if (img->drv->unmap)
+    img->drv->unmap (img->h, offset, count);
+}
+
 int
 image_pwrite (struct p2v_image *img, const void *buf, size_t count,
               uint64_t offset)

@@ -284,6 +284,21 @@ raw_map (void *hv, uint64_t offset, size_t count)
   return h->map + offset;
 }
 
+/* Keep the resident set bounded as a pread buffer would: drop the pages
+ * of a finished view from our page tables (they stay in the page cache). */
+static void
+raw_unmap (void *hv, uint64_t offset, size_t count)
+{
+  struct raw_handle *h = hv;
+  uint64_t page = (uint64_t) sysconf (_SC_PAGESIZE);
+  uint64_t start = offset - offset % page;
+
+  if (!h->map || count == 0)
+    return;
+  (void) madvise ((void *) (h->map + start), offset + count - start,
+                  MADV_DONTNEED);
+}
+
 static int
 raw_close (void *hv)
 {
@@ -310,6 +325,7 @@ const struct p2v_format p2v_format_raw = {
   .has_zero_init = raw_has_zero_init,
   .pread = raw_pread,
   .map = raw_map,
+  .unmap = raw_unmap,
   .pwrite = raw_pwrite,
   .zero = raw_zero,
   .block_status = raw_block_status,
