@@ -47,8 +47,11 @@ tests/tools/gen-image: tests/tools/gen-image.c
 check-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
+# Test files run two at a time (most of their time is one TCG vCPU each);
+# the tests inside a file stay in order.  BATS_JOBS=1 runs them serially.
+BATS_JOBS ?= 2
 check-bats: p2v tests/tools/gen-image
-	PATH="$(CURDIR):$$PATH" bats tests/
+	PATH="$(CURDIR):$$PATH" bats $(if $(filter-out 1,$(BATS_JOBS)),--jobs $(BATS_JOBS) --no-parallelize-within-files) --timing tests/
 
 check: all check-unit check-bats
 
