@@ -57,6 +57,9 @@ int capture_disk_identify (struct capture_disk *d, const char *path, int fd);
 /* The disk's partitions and map as JSON (manifest "disks" entry, without
  * file, bytes_read and digest). */
 json_object *capture_disk_json (const struct capture_disk *d);
+/* Bytes of [start, start + len) the map copies. */
+uint64_t capture_disk_mapped_in (const struct capture_disk *d, uint64_t start,
+                                 uint64_t len);
 /* SHA-256 (hex) of the map, so a resumed capture can check that the
  * source still maps the same. */
 char *capture_disk_map_id (const struct capture_disk *d);

@@ -117,6 +117,7 @@ struct copy_ctx {
   int fd;                       /* directory: the partial qcow2, for fsync */
   uint64_t next_checkpoint;
   uint64_t data_bytes;
+  uint64_t start, bytes_before; /* where this run started, reads before it */
   double t0;
 };
 
@@ -149,6 +150,9 @@ on_written (void *opaque, uint64_t offset, const void *buf, uint64_t len)
     if (fdatasync (x->fd) == -1)
       return p2v_error ("cannot flush '%s': %m", x->job->d.path);
     x->job->done = offset + len;
+    /* The engine reads exactly the map: what lies below done was read. */
+    x->job->bytes_read = x->bytes_before
+      + capture_disk_mapped_in (&x->job->d, x->start, x->job->done - x->start);
     if (save_state (x->c) == -1)
       return -1;
     x->next_checkpoint = x->job->done + x->c->o->checkpoint;
@@ -630,6 +634,8 @@ copy_disk (struct capture *c, struct disk_job *j)
   copts.written = on_written;
   copts.written_opaque = &x;
   x.next_checkpoint = j->done + o->checkpoint;
+  x.start = j->done;
+  x.bytes_before = j->bytes_read;
   x.t0 = now_seconds ();
 
   if (copy_image (src, dst, &copts, &stats) == -1)
@@ -647,7 +653,7 @@ copy_disk (struct capture *c, struct disk_job *j)
   }
   if (digest_final (x.digest, j->digest) == -1)
     goto out;
-  j->bytes_read += stats.bytes_read;
+  j->bytes_read = x.bytes_before + stats.bytes_read;
   j->seconds += stats.seconds;
   if (layout_mode)
     j->bytes_written = qcow2_layout_file_size (layout);

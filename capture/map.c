@@ -61,8 +61,8 @@ map_normalise (struct capture_disk *d)
 }
 
 /* Bytes of [start, start + len) in the (normalised) map. */
-static uint64_t
-map_bytes_in (const struct capture_disk *d, uint64_t start, uint64_t len)
+uint64_t
+capture_disk_mapped_in (const struct capture_disk *d, uint64_t start, uint64_t len)
 {
   uint64_t n = 0, end = start + len;
 
@@ -352,7 +352,7 @@ capture_disk_scan (struct capture_disk *d, int fd, bool all_blocks)
   }
   map_normalise (d);
   for (size_t i = 0; i < d->nparts; i++)
-    d->parts[i].bytes_mapped = map_bytes_in (d, d->parts[i].start,
+    d->parts[i].bytes_mapped = capture_disk_mapped_in (d, d->parts[i].start,
                                              d->parts[i].size);
   return 0;
 }
