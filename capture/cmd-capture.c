@@ -280,7 +280,8 @@ start_ssh (struct capture *c)
 static int
 finish_ssh (struct capture *c, bool ok)
 {
-  int status;
+  int status = 0;
+  pid_t r = 0;
 
   if (c->ssh_fd >= 0) {
     close (c->ssh_fd);
@@ -288,19 +289,27 @@ finish_ssh (struct capture *c, bool ok)
   }
   if (c->ssh_pid <= 0)
     return 0;
-  if (!ok)
-    kill (c->ssh_pid, SIGTERM);
-  while (waitpid (c->ssh_pid, &status, 0) == -1)
-    if (errno != EINTR)
-      return p2v_error ("cannot wait for ssh: %m");
+  /* After a failed write ssh has usually exited already (a refused host
+   * key, a failed login): its status is the real reason. */
+  for (int i = 0; !ok && i < 20 && r == 0; i++) {
+    r = waitpid (c->ssh_pid, &status, WNOHANG);
+    if (r == 0)
+      usleep (50000);
+  }
+  if (r == 0) {
+    if (!ok)
+      kill (c->ssh_pid, SIGTERM);
+    while ((r = waitpid (c->ssh_pid, &status, 0)) == -1 && errno == EINTR)
+      ;
+  }
   c->ssh_pid = 0;
-  if (!ok)
-    return -1;
+  if (r == -1)
+    return p2v_error ("cannot wait for ssh: %m");
   if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
     return p2v_error ("ssh to '%s' failed (exit status %d): the bundle was not "
                       "received", c->ssh_host,
                       WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status));
-  return 0;
+  return ok ? 0 : -1;
 }
 
 static int
