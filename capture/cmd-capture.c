@@ -64,7 +64,7 @@ struct options {
   char **disks;
   size_t ndisks;
   const char *to;
-  bool all_blocks, compress, resume, json, quiet;
+  bool all_blocks, compress, resume, json, quiet, list;
   uint64_t checkpoint, max_rate;
   unsigned threads;
 };
@@ -825,7 +825,8 @@ prepare_dir (struct capture *c)
 static int
 parse_args (int argc, char **argv, struct options *o)
 {
-  enum { OPT_TO = 256, OPT_ALL, OPT_RESUME, OPT_JSON, OPT_CHECKPOINT, OPT_RATE };
+  enum { OPT_TO = 256, OPT_ALL, OPT_RESUME, OPT_JSON, OPT_CHECKPOINT, OPT_RATE,
+         OPT_LIST };
   static const struct option longopts[] = {
     { "disk", required_argument, NULL, 'd' },
     { "to", required_argument, NULL, OPT_TO },
@@ -836,6 +837,7 @@ parse_args (int argc, char **argv, struct options *o)
     { "max-rate", required_argument, NULL, OPT_RATE },
     { "threads", required_argument, NULL, 't' },
     { "json", no_argument, NULL, OPT_JSON },
+    { "list", no_argument, NULL, OPT_LIST },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -855,6 +857,7 @@ parse_args (int argc, char **argv, struct options *o)
     case 'c': o->compress = true; break;
     case OPT_RESUME: o->resume = true; break;
     case OPT_JSON: o->json = true; break;
+    case OPT_LIST: o->list = true; break;
     case 'q': o->quiet = true; break;
     case OPT_CHECKPOINT:
       if (parse_size (optarg, &o->checkpoint) == -1 || o->checkpoint < (1 << 20))
@@ -882,7 +885,7 @@ parse_args (int argc, char **argv, struct options *o)
   if (optind < argc)
     return p2v_error ("unexpected argument '%s' (disks are given with --disk)",
                       argv[optind]);
-  if (!o->to)
+  if (!o->to && !o->list)
     return p2v_error ("no destination: give --to DIR, --to FILE.tar, --to - "
                       "or --to ssh://host/path");
   return 0;
@@ -902,6 +905,14 @@ print_summary (struct capture *c, FILE *f)
     json_object_object_add (jd, "size", json_object_new_int64 ((int64_t) j->d.size));
     json_object_object_add (jd, "bytes_mapped", json_object_new_int64 ((int64_t) j->d.bytes_mapped));
     json_object_object_add (jd, "bytes_read", json_object_new_int64 ((int64_t) j->bytes_read));
+    if (j->bytes_written == 0 && c->kind == DEST_DIR) {
+      /* Finished by an earlier run: measure the file. */
+      char *fpath = xasprintf ("%s/disk%d.qcow2", c->dest, j->index);
+      struct stat st;
+      if (stat (fpath, &st) == 0)
+        j->bytes_written = st.st_size;
+      free (fpath);
+    }
     json_object_object_add (jd, "bytes_written", json_object_new_int64 ((int64_t) j->bytes_written));
     json_object_object_add (jd, "seconds", json_object_new_double (j->seconds));
     json_object_object_add (jd, "digest", json_object_new_string (j->digest));
@@ -928,7 +939,9 @@ cmd_capture (int argc, char **argv)
   if (parse_args (argc, argv, &o) == -1)
     goto out;
 
-  if (strcmp (o.to, "-") == 0) {
+  if (o.list)
+    ;
+  else if (strcmp (o.to, "-") == 0) {
     c.kind = DEST_STDOUT;
     if (isatty (STDOUT_FILENO)) {
       p2v_error ("refusing to write a tar stream to a terminal");
@@ -994,6 +1007,16 @@ cmd_capture (int argc, char **argv)
         p2v_error ("'%s' is named twice", path);
         goto out;
       }
+  }
+
+  if (o.list) {
+    json_object *arr = json_object_new_array ();
+    for (size_t i = 0; i < c.njobs; i++)
+      json_object_array_add (arr, capture_disk_json (&c.jobs[i].d));
+    printf ("%s\n", json_object_to_json_string_ext (arr, JSON_C_TO_STRING_PRETTY));
+    json_object_put (arr);
+    ret = P2V_EXIT_OK;
+    goto out;
   }
 
   strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime (&now));

@@ -372,3 +372,23 @@ PY
   [ "$status" -eq 0 ]
   [[ "$output" == *"--all-blocks"* ]]
 }
+
+@test "discovery skips the running system's disk, loop, zram and removable devices" {
+  root_src="$(findmnt -no SOURCE /)"
+  root_disk="$(lsblk -no PKNAME "$root_src" 2>/dev/null | head -1)"
+  [ -n "$root_disk" ] || root_disk="$(basename "$root_src")"
+  run p2v capture --list
+  echo "$output"
+  if [ "$status" -eq 2 ]; then
+    [[ "$output" == "p2v: found no disk to capture (name them with --disk)" ]]
+  else
+    [ "$status" -eq 0 ]
+    ! echo "$output" | jq -r '.[].name' | grep -Ex "$root_disk|loop[0-9]+|zram[0-9]+|sr[0-9]+"
+  fi
+  # --list with --disk shows the map and copies nothing.
+  run p2v capture --list --disk "$SD/small.img"
+  [ "$status" -eq 0 ]
+  [ "$(echo "$output" | jq '.[0].partitions | length')" -eq 2 ]
+  [ "$(echo "$output" | jq '.[0].bytes_mapped')" -lt $(( 64 << 20 )) ]
+  [ -z "$(ls -A "$T")" ]
+}
