@@ -167,23 +167,37 @@ parse_ssh (struct capture *c, const char *url)
 {
   const char *hostpart = url + strlen ("ssh://");
   const char *slash = strchr (hostpart, '/');
-  char *host, *colon, *at;
+  char *host, *colon, *at, *h;
 
   if (!slash || slash == hostpart || !slash[1])
     return p2v_error ("bad ssh destination '%s': want ssh://[user@]host[:port]/path",
                       url);
   host = strndup (hostpart, slash - hostpart);
   at = strrchr (host, '@');
-  colon = strrchr (at ? at : host, ':');
+  h = at ? at + 1 : host;
+  if (*h == '[') {
+    /* [v6 address] or [v6 address]:port: ssh wants the bare address. */
+    char *close = strchr (h, ']');
+    if (!close || close == h + 1 || (close[1] && close[1] != ':')) {
+      free (host);
+      return p2v_error ("bad host in ssh destination '%s'", url);
+    }
+    colon = close[1] == ':' ? close + 1 : NULL;
+    *close = '\0';
+    memmove (h, h + 1, strlen (h + 1) + 1);  /* the port stays put */
+  }
+  else
+    colon = strrchr (h, ':');
   if (colon) {
     *colon = '\0';
-    if (!colon[1] || strspn (colon + 1, "0123456789") != strlen (colon + 1)) {
+    if (!colon[1] || strspn (colon + 1, "0123456789") != strlen (colon + 1)
+        || strlen (colon + 1) > 5) {
       free (host);
       return p2v_error ("bad port in ssh destination '%s'", url);
     }
     c->ssh_port = xstrdup (colon + 1);
   }
-  if (!*host || host[0] == '-' || (at && (at == host || !at[1]))) {
+  if (!*host || host[0] == '-' || !*h || (at && at == host)) {
     free (host);
     return p2v_error ("bad host in ssh destination '%s'", url);
   }

@@ -368,6 +368,14 @@ PY
   run p2v capture --disk "$SD/small.img" --to "ssh://host-without-path"
   [ "$status" -eq 2 ]
   [[ "$output" == *"bad ssh destination"* ]]
+  # A host that would be an ssh option, bad ports and brackets are refused.
+  for u in "ssh://-oProxyCommand=touch\ $T/pwned/p" "ssh://u@h:x/p" "ssh://u@h:123456/p" \
+           "ssh://@h/p" "ssh://[::1/p"; do
+    run p2v capture --disk "$SD/small.img" --to "$u"
+    [ "$status" -eq 2 ]
+    [[ "$output" == "p2v: bad "* ]]
+  done
+  [ ! -e "$T/pwned" ]
   run p2v help capture
   [ "$status" -eq 0 ]
   [[ "$output" == *"--all-blocks"* ]]
