@@ -2,6 +2,7 @@
  * the blocks in use, into a bundle (docs/bundle.md): a directory (with
  * checkpoints inside each disk, for --resume), a tar file, stdout, or an
  * ssh pipe to `p2v receive` on the far side. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -791,6 +792,21 @@ finish_dir (struct capture *c, const char *manifest_text)
   return r;
 }
 
+static bool
+dir_is_empty (const char *path)
+{
+  DIR *d = opendir (path);
+  struct dirent *de;
+  bool empty = true;
+
+  if (!d)
+    return false;
+  while (empty && (de = readdir (d)))
+    empty = strcmp (de->d_name, ".") == 0 || strcmp (de->d_name, "..") == 0;
+  closedir (d);
+  return empty;
+}
+
 static int
 prepare_dir (struct capture *c)
 {
@@ -807,6 +823,11 @@ prepare_dir (struct capture *c)
     goto out;
   }
   c->state_dir = xasprintf ("%s/" STATE_DIR, c->dest);
+  if (access (c->state_dir, F_OK) == -1 && !dir_is_empty (c->dest)) {
+    /* Never mix a bundle into, or rename disks over, someone's files. */
+    p2v_error ("'%s' is not empty: capture into a new or empty directory", c->dest);
+    goto out;
+  }
   if (mkdir (c->state_dir, 0755) == 0) {
     if (c->o->resume)
       p2v_warning ("'%s' holds no interrupted capture; starting from the beginning",

@@ -175,6 +175,7 @@ cmd_receive (int argc, char **argv)
   struct archive *a = NULL;
   struct archive_entry *e;
   bool seen[2 + MAX_DISKS] = { false };
+  bool removed_empty = false;
   int dirfd = -1, ret = P2V_EXIT_ERROR;
   struct stat st;
 
@@ -196,6 +197,7 @@ cmd_receive (int argc, char **argv)
       p2v_error ("'%s' already exists and is not an empty directory", dir);
       return P2V_EXIT_ERROR;
     }
+    removed_empty = true;
   }
   slash = strrchr (dir, '/');
   tmp = slash ? xasprintf ("%.*s/.%s.p2v-receive.%d", (int) (slash - dir), dir,
@@ -203,6 +205,8 @@ cmd_receive (int argc, char **argv)
     : xasprintf (".%s.p2v-receive.%d", dir, (int) getpid ());
   if (mkdir (tmp, 0755) == -1) {
     p2v_error ("cannot create '%s': %m", tmp);
+    if (removed_empty)
+      mkdir (dir, 0755);
     free (tmp);
     return P2V_EXIT_ERROR;
   }
@@ -277,8 +281,11 @@ cmd_receive (int argc, char **argv)
     archive_read_free (a);
   if (dirfd >= 0)
     close (dirfd);
-  if (ret != P2V_EXIT_OK)
+  if (ret != P2V_EXIT_OK) {
     remove_tree (tmp);
+    if (removed_empty)
+      mkdir (dir, 0755);        /* leave DIR as we found it */
+  }
   free (tmp);
   return ret;
 }

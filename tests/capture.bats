@@ -400,3 +400,19 @@ PY
   [ "$(echo "$output" | jq '.[0].bytes_mapped')" -lt $(( 64 << 20 )) ]
   [ -z "$(ls -A "$T")" ]
 }
+
+@test "a non-empty directory is refused; receive into an empty one, which a failure leaves as it was" {
+  mkdir -p "$T/busy" && echo precious > "$T/busy/disk0.qcow2"
+  run p2v capture --disk "$SD/small.img" --to "$T/busy" -q
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"is not empty"* ]]
+  [ "$(cat "$T/busy/disk0.qcow2")" = precious ]
+  [ ! -e "$T/busy/.p2v-capture" ]
+  mkdir "$T/empty" "$T/empty2"
+  p2v capture --disk "$SD/small.img" --to - -q | p2v receive "$T/empty"
+  [ -s "$T/empty/manifest.json" ]
+  run p2v receive "$T/empty2" < /dev/null
+  [ "$status" -eq 2 ]
+  [ -d "$T/empty2" ]
+  [ -z "$(ls -A "$T/empty2")" ]
+}
