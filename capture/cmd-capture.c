@@ -405,13 +405,19 @@ archive_sink_write (void *opaque, const void *buf, size_t len, uint64_t offset)
   return 0;
 }
 
+struct file_sink {
+  int fd;
+  struct p2v_writeback wb;      /* so a checkpoint's fdatasync finds little to do */
+};
+
 static int
 file_sink_write (void *opaque, const void *buf, size_t len, uint64_t offset)
 {
-  int fd = *(int *) opaque;
+  struct file_sink *fs = opaque;
 
-  if (full_pwrite (fd, buf, len, offset) == -1)
+  if (full_pwrite (fs->fd, buf, len, offset) == -1)
     return p2v_error ("cannot write the capture: %m");
+  writeback_account (fs->fd, &fs->wb, len);
   return 0;
 }
 
@@ -595,6 +601,7 @@ copy_disk (struct capture *c, struct disk_job *j)
   struct p2v_copy_opts copts = { 0 };
   struct p2v_copy_stats stats;
   struct copy_ctx x = { .c = c, .job = j, .fd = -1 };
+  struct file_sink fsink = { .fd = -1 };
   char *name = xasprintf ("disk%d.qcow2", j->index);
   char *partial = c->state_dir ? state_path (c, name) : NULL;
   int fd = -1, r = -1;
@@ -625,12 +632,13 @@ copy_disk (struct capture *c, struct disk_job *j)
     else if (digest_partial (partial, j->done, x.digest) == -1)
       goto out;
     if (layout_mode) {
-      struct qcow2_layout_sink sink = { file_sink_write, &fd, false };
+      struct qcow2_layout_sink sink = { file_sink_write, &fsink, false };
       fd = open (partial, O_RDWR | O_CREAT | O_CLOEXEC | (j->done ? 0 : O_EXCL), 0644);
       if (fd == -1) {
         p2v_error ("cannot create '%s': %m", partial);
         goto out;
       }
+      fsink.fd = fd;
       if (ftruncate (fd, qcow2_layout_file_size (layout)) == -1) {
         p2v_error ("cannot size '%s': %m", partial);
         goto out;
