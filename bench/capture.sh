@@ -3,7 +3,9 @@
 # -O qcow2` of the whole device, side by side in one run, on an 8 GiB
 # disk (MBR, one ext4 partition) about 25 % full, seen through a
 # read-only loop device.  Page caches are dropped before each contender,
-# so every one reads from the disk.  Prints seconds, bytes read from the
+# so every one reads from the disk.  The source file is fully allocated
+# (zeros written first, BENCH_SPARSE=1 to skip): a sparse file's holes
+# would cost the whole-device tools nothing to read, unlike a real disk.  Prints seconds, bytes read from the
 # device (its /sys/block/loopN/stat), output size and ratios.  Needs root.
 #
 #   bench/capture.sh [SIZE_GIB] [FULL_PERCENT]   (BENCH_DIR=... to move it)
@@ -17,7 +19,14 @@ dir="${BENCH_DIR:-/var/tmp/p2v-bench-capture}"
 make -s -C "$top" p2v
 p2v="$top/p2v"
 mkdir -p "$dir"
-src="$dir/source-${size_gib}G-${full}pct.img"
+sparse="${BENCH_SPARSE:-0}"
+kind="fully allocated"
+suffix=
+if [ "$sparse" = 1 ]; then
+  kind="sparse backing file"
+  suffix=-sparse
+fi
+src="$dir/source-${size_gib}G-${full}pct$suffix.img"
 if [ ! -f "$src" ]; then
   echo "building $src ..." >&2
   rm -rf "$dir/files" && mkdir -p "$dir/files"
@@ -30,7 +39,11 @@ if [ ! -f "$src" ]; then
     for j in $(seq 1 64); do head -c 128K /dev/urandom > "$dir/files/d$i/s$j"; done
     i=$(( i + 1 ))
   done
-  truncate -s "${size_gib}G" "$src.tmp"
+  if [ "$sparse" = 1 ]; then
+    truncate -s "${size_gib}G" "$src.tmp"
+  else
+    dd if=/dev/zero of="$src.tmp" bs=4M count=$(( size_gib * 256 )) status=none
+  fi
   printf 'label: dos\nstart=2048, type=83\n' | sfdisk -q "$src.tmp"
   mkfs.ext4 -q -F -b 4096 -E offset=1048576 -d "$dir/files" "$src.tmp" \
     $(( (size_gib * 1024 - 1) * 256 ))
@@ -66,8 +79,8 @@ done
 # The capture holds the device's content where it matters.
 qemu-img check -q "$dir/out-p2v/disk0.qcow2"
 
-printf '\n%s: %d GiB device, ext4 %d%% full, read-only loop %s\n\n' \
-  "$(basename "$src")" "$size_gib" "$full" "$dev"
+printf '\n%s: %d GiB device, ext4 %d%% full, read-only loop %s, %s\n\n' \
+  "$(basename "$src")" "$size_gib" "$full" "$dev" "$kind"
 printf '%-10s %9s %12s %12s %12s\n' tool seconds "read MiB" "output MiB" "p2v faster"
 for t in "${order[@]}"; do
   printf '%-10s %9.2f %12d %12d %11.1fx\n' "$t" "${secs[$t]}" \
