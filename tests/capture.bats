@@ -416,3 +416,97 @@ PY
   [ -d "$T/empty2" ]
   [ -z "$(ls -A "$T/empty2")" ]
 }
+
+# Start a rate-limited capture in the background and wait for its first
+# checkpoint (directory) or for its first bytes (tar file).
+start_slow_capture() {
+  local src="$1" to="$2"; shift 2
+  p2v capture --disk "$src" --to "$to" -q --checkpoint 8M --max-rate 40M "$@" &
+  CAP_PID=$!
+  for _ in $(seq 1 200); do
+    sleep 0.05
+    if [ -n "${WAIT_PARTIAL:-}" ]; then
+      [ -s "$to/.p2v-capture/disk0.qcow2" ] && return 0
+    elif [ -d "$to" ]; then
+      [ "$(jq '.disks[0].done' "$to/.p2v-capture/state.json" 2>/dev/null || echo 0)" -gt 0 ] && return 0
+    elif ls -A "$(dirname "$to")" | grep -q p2v-partial; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+@test "two disks: disk0 and disk1 in order, in a directory and through receive" {
+  p2v capture --disk "$SD/small.img" --disk "$SD/quarter.img" --to "$T/two" -q
+  [ "$(jq -r '[.disks[].file] | join(" ")' "$T/two/manifest.json")" = "disk0.qcow2 disk1.qcow2" ]
+  [ "$(jq -r '.disks[1].partitions[0].label' "$T/two/manifest.json")" = quarter ]
+  p2v capture --disk "$SD/small.img" --disk "$SD/quarter.img" --to - -q | p2v receive "$T/rx"
+  cmp "$T/rx/disk0.qcow2" "$T/two/disk0.qcow2"
+  cmp "$T/rx/disk1.qcow2" "$T/two/disk1.qcow2"
+  run p2v capture --disk "$SD/small.img" --disk "$SD/small.img" --to "$T/dup" -q
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"named twice"* ]]
+}
+
+@test "Ctrl-C: exit 130; a tar file leaves nothing, a directory keeps its checkpoint" {
+  start_slow_capture "$SD/quarter.img" "$T/i.tar"
+  kill -INT "$CAP_PID"
+  st=0; wait "$CAP_PID" || st=$?
+  [ "$st" -eq 130 ]
+  [ -z "$(ls -A "$T")" ]
+  start_slow_capture "$SD/quarter.img" "$T/idir"
+  kill -INT "$CAP_PID"
+  st=0; wait "$CAP_PID" || st=$?
+  [ "$st" -eq 130 ]
+  [ -s "$T/idir/.p2v-capture/state.json" ]
+  [ ! -e "$T/idir/manifest.json" ]
+  p2v capture --disk "$SD/quarter.img" --to "$T/idir" -q --resume
+  p2v capture --disk "$SD/quarter.img" --to "$T/ref" -q
+  [ "$(jq -r .disks[0].digest.value "$T/idir/manifest.json")" = \
+    "$(jq -r .disks[0].digest.value "$T/ref/manifest.json")" ]
+}
+
+@test "--resume after the source changed: that disk starts again, the result matches the new source" {
+  cp --sparse=always "$SD/quarter.img" "$T/src.img"
+  start_slow_capture "$T/src.img" "$T/c"
+  kill -9 "$CAP_PID"
+  wait "$CAP_PID" || true
+  cp --sparse=always "$SD/small.img" "$T/src.img"
+  run p2v capture --disk "$T/src.img" --to "$T/c" -q --resume
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"is not as the interrupted capture left it"* ]]
+  p2v capture --disk "$T/src.img" --to "$T/ref" -q
+  [ "$(jq -r .disks[0].digest.value "$T/c/manifest.json")" = \
+    "$(jq -r .disks[0].digest.value "$T/ref/manifest.json")" ]
+  qemu-img compare "$T/c/disk0.qcow2" "$T/ref/disk0.qcow2"
+  # Options that change the map must match too.
+  start_slow_capture "$SD/quarter.img" "$T/c2"
+  kill -9 "$CAP_PID"
+  wait "$CAP_PID" || true
+  run p2v capture --disk "$SD/quarter.img" --to "$T/c2" -q --resume --all-blocks
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"resume it with the same options"* ]]
+}
+
+@test "--compress into a directory: zlib clusters, resumed per disk, same digest" {
+  p2v capture --disk "$SD/quarter.img" --to "$T/ref" -q
+  WAIT_PARTIAL=1 start_slow_capture "$SD/quarter.img" "$T/z" --compress
+  kill -9 "$CAP_PID"
+  wait "$CAP_PID" || true
+  p2v capture --disk "$SD/quarter.img" --to "$T/z" -q --compress --resume
+  qcow2_clean "$T/z/disk0.qcow2"
+  qemu-img compare "$T/z/disk0.qcow2" "$T/ref/disk0.qcow2"
+  [ "$(jq -r .disks[0].digest.value "$T/z/manifest.json")" = \
+    "$(jq -r .disks[0].digest.value "$T/ref/manifest.json")" ]
+  qemu-img info --output=json "$T/z/disk0.qcow2" | jq -e '.format == "qcow2"'
+}
+
+@test "progress per disk on a TTY, none when stderr is not one" {
+  requires script
+  script -qec "p2v capture --disk $SD/small.img --to $T/p" /dev/null > "$T/tty.out"
+  grep -a "small.img: 100.0%" "$T/tty.out"
+  run p2v capture --disk "$SD/small.img" --to "$T/p2"
+  [ "$status" -eq 0 ]
+  [ -z "$output" ]
+}
