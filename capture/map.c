@@ -3,6 +3,7 @@
  * the read-only fd we give it); ext2/3/4 used blocks from libext2fs block
  * bitmaps; swap keeps its first page; everything else is copied whole. */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include <blkid/blkid.h>
 #include <ext2fs/ext2fs.h>
+#include <ext2fs/ext2_err.h>
 #include <et/com_err.h>
 #include <openssl/evp.h>
 
@@ -75,6 +77,15 @@ capture_disk_mapped_in (const struct capture_disk *d, uint64_t start, uint64_t l
   return n;
 }
 
+static pthread_once_t ext2_errors_once = PTHREAD_ONCE_INIT;
+
+/* So error_message() names libext2fs errors instead of "Unknown code". */
+static void
+ext2_errors_init (void)
+{
+  initialize_ext2_error_table ();
+}
+
 /* Used blocks of the ext2/3/4 file system at [start, start + len), via
  * its block bitmaps.  Returns -1 (after a warning) when the bitmaps
  * cannot be trusted; the caller then copies the partition whole. */
@@ -88,6 +99,7 @@ map_ext (struct capture_disk *d, struct capture_partition *p)
   uint64_t bs, fs_bytes;
   size_t mark = d->next;
 
+  pthread_once (&ext2_errors_once, ext2_errors_init);
   snprintf (opts, sizeof opts, "offset=%" PRIu64, p->start);
   /* No EXT2_FLAG_RW: unix_io opens the source O_RDONLY. */
   err = ext2fs_open2 (d->path, opts, EXT2_FLAG_64BITS | EXT2_FLAG_SKIP_MMP,

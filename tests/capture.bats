@@ -510,3 +510,29 @@ start_slow_capture() {
   [ "$status" -eq 0 ]
   [ -z "$output" ]
 }
+
+@test "untrustworthy ext4 (size beyond its partition, journal needing recovery) is copied whole, and so is a disk with a partition past its end" {
+  for fault in "ssv blocks_count 4000000" "feature needs_recovery"; do
+    cp --sparse=always "$SD/small.img" "$T/bad.img"
+    dev="$(losetup -f --show -o 1048576 --sizelimit $(( 30 << 20 )) "$T/bad.img")"
+    debugfs -w -R "$fault" "$dev" 2>/dev/null
+    losetup -d "$dev"
+    run p2v capture --disk "$T/bad.img" --to "$T/out" --json -q
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"copying it whole"* ]]
+    [ "$(jq -r '.disks[0].partitions[0].copied' "$T/out/manifest.json")" = full ]
+    [ "$(jq '.disks[0].partitions[0].bytes_mapped' "$T/out/manifest.json")" -eq $(( 30 << 20 )) ]
+    qemu-img convert -O raw "$T/out/disk0.qcow2" "$T/out.raw"
+    cmp -i 1048576:1048576 -n $(( 30 << 20 )) "$T/bad.img" "$T/out.raw"
+    rm -rf "$T/out" "$T/out.raw"
+  done
+  cp --sparse=always "$SD/small.img" "$T/short.img"
+  truncate -s 50M "$T/short.img"
+  # libblkid rejects the table: the disk is copied whole, byte for byte.
+  run p2v capture --disk "$T/short.img" --to "$T/s" -q
+  [ "$status" -eq 0 ]
+  [ "$(jq -r '.disks[0].partition_table' "$T/s/manifest.json")" = none ]
+  [ "$(jq '.disks[0].bytes_mapped' "$T/s/manifest.json")" -eq $(( 50 << 20 )) ]
+  qemu-img compare -f raw -F qcow2 "$T/short.img" "$T/s/disk0.qcow2"
+}
