@@ -536,3 +536,20 @@ start_slow_capture() {
   [ "$(jq '.disks[0].bytes_mapped' "$T/s/manifest.json")" -eq $(( 50 << 20 )) ]
   qemu-img compare -f raw -F qcow2 "$T/short.img" "$T/s/disk0.qcow2"
 }
+
+@test "ext4 with bigalloc (64 KiB clusters): used clusters only, fsck clean, files intact" {
+  mkdir -p "$T/files"
+  head -c 3M /dev/urandom > "$T/files/x"
+  seq 1 50000 > "$T/files/y"
+  truncate -s 128M "$T/d.img"
+  printf 'label: dos\nstart=2048, type=83\n' | sfdisk -q "$T/d.img"
+  mkfs.ext4 -q -F -b 4096 -O bigalloc -C 65536 -E offset=1048576 -d "$T/files" \
+    "$T/d.img" $(( 127 * 256 )) 2>/dev/null
+  p2v capture --disk "$T/d.img" --to "$T/c" -q
+  [ "$(jq -r '.disks[0].partitions[0].copied' "$T/c/manifest.json")" = used ]
+  [ "$(jq '.disks[0].bytes_read' "$T/c/manifest.json")" -lt $(( 32 << 20 )) ]
+  qemu-img convert -O raw "$T/c/disk0.qcow2" "$T/o.raw"
+  e2fsck -fn "$T/o.raw?offset=1048576"
+  mount_part "$T/o.raw" 1048576 $(( 127 << 20 )) "$T/mnt1"
+  diff -r "$T/files" "$T/mnt1" -x lost+found
+}
