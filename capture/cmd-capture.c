@@ -619,6 +619,11 @@ copy_disk (struct capture *c, struct disk_job *j)
     goto out;
 
   if (c->kind == DEST_DIR) {
+    if (layout_mode && j->done > 0 && access (partial, F_OK) == -1) {
+      p2v_warning ("the partial image '%s' is gone; capturing '%s' from the start",
+                   partial, j->d.path);
+      j->done = 0;
+    }
     if (!layout_mode || j->done == 0) {
       /* Start this disk afresh (compressed disks resume per disk). */
       j->done = 0;

@@ -188,6 +188,10 @@ cmd_receive (int argc, char **argv)
     return P2V_EXIT_ERROR;
   }
   dir = argv[1];
+  if (isatty (STDIN_FILENO)) {
+    p2v_error ("refusing to read a tar stream from a terminal");
+    return P2V_EXIT_ERROR;
+  }
   if (stat (dir, &st) == 0) {
     char *m = xasprintf ("%s/manifest.json", dir);
     bool finished = access (m, F_OK) == 0;

@@ -480,6 +480,16 @@ start_slow_capture() {
   [ "$(jq -r .disks[0].digest.value "$T/c/manifest.json")" = \
     "$(jq -r .disks[0].digest.value "$T/ref/manifest.json")" ]
   qemu-img compare "$T/c/disk0.qcow2" "$T/ref/disk0.qcow2"
+  # A checkpoint whose partial image vanished starts that disk again.
+  start_slow_capture "$SD/small.img" "$T/c3" --max-rate 10M --checkpoint 1M
+  kill -9 "$CAP_PID"
+  wait "$CAP_PID" || true
+  rm "$T/c3/.p2v-capture/disk0.qcow2"
+  run p2v capture --disk "$SD/small.img" --to "$T/c3" -q --resume
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"is gone"* ]]
+  [ "$(jq -r .disks[0].digest.value "$T/c3/manifest.json")" = \
+    "$(jq -r .disks[0].digest.value "$T/ref/manifest.json")" ]
   # Options that change the map must match too.
   start_slow_capture "$SD/quarter.img" "$T/c2"
   kill -9 "$CAP_PID"
