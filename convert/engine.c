@@ -3,6 +3,7 @@
  * compress; the calling thread writes finished chunks strictly in order.
  * Memory is bounded by the ring of slots, never by the disk size. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,7 +123,7 @@ reader_thread (void *arg)
 {
   struct engine *e = arg;
   uint64_t size = e->src->size;
-  uint64_t off = 0;
+  uint64_t off = P2V_MIN (e->opts->start, size);
 
   while (off < size) {
     uint64_t end = P2V_MIN (off + e->chunk, size);
@@ -295,7 +296,8 @@ writer_loop (struct engine *e)
   int r = -1;
 
   if (e->opts->progress)
-    prog = progress_new ("converting", e->src->size);
+    prog = progress_new (e->opts->progress_label ? e->opts->progress_label
+                         : "converting", e->src->size);
 
   for (;;) {
     struct slot *s;
@@ -316,7 +318,11 @@ writer_loop (struct engine *e)
     }
     pthread_mutex_unlock (&e->lock);
 
-    if (writer_write (e, s) == -1) {
+    if (writer_write (e, s) == -1
+        || (e->opts->written
+            && e->opts->written (e->opts->written_opaque, s->offset,
+                                 s->all_zero ? NULL : s->buf,
+                                 s->len) == -1)) {
       engine_fail (e);
       goto out;
     }
@@ -363,6 +369,9 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
 
   memset (stats, 0, sizeof *stats);
   stats->size = src->size;
+  if (opts->start % CHUNK_SIZE)
+    return p2v_error ("copy start %" PRIu64 " is not a multiple of 1 MiB",
+                      opts->start);
   if (dst->size < src->size)
     return p2v_error ("'%s' is smaller than '%s'", dst->path, src->path);
   if (opts->compress && !image_can_compress (dst))
