@@ -267,7 +267,7 @@ static int
 convert_bundle (const char *src_path, const struct convert_job *j)
 {
   struct p2v_bundle *b = bundle_open (src_path);
-  struct p2v_image *src = NULL, *dst = NULL;
+  struct p2v_image **srcs = NULL, *dst = NULL;
   struct p2v_copy_stats *stats = NULL;
   struct p2v_smoke_result smoke = { 0 };
   struct stat *src_st = NULL;
@@ -327,17 +327,21 @@ convert_bundle (const char *src_path, const struct convert_job *j)
     mac = j->mac;
   else if (b->n_nics > 0)
     mac = b->nics[0].mac;
+  /* Every disk opens, with the size its manifest says, before the first
+   * byte is written. */
+  srcs = xcalloc (n, sizeof *srcs);
+  for (size_t i = 0; i < n; i++)
+    if (!(srcs[i] = bundle_open_disk (b, i)))
+      goto out;
 
   catch_signals ();
   for (size_t i = 0; i < n; i++) {
     tmps[i] = make_tmp_path (outs[i]);
     tmp_paths[i] = tmps[i];
-    if (!(src = bundle_open_disk (b, i)))
-      goto fail;
-    if (!(dst = image_create (tmps[i], j->out_format, src->size,
+    if (!(dst = image_create (tmps[i], j->out_format, srcs[i]->size,
                               &j->create_opts)))
       goto fail;
-    if (copy_image (src, dst, &j->copts, &stats[i]) == -1)
+    if (copy_image (srcs[i], dst, &j->copts, &stats[i]) == -1)
       goto fail;
     if (image_close (dst) == -1) {
       dst = NULL;
@@ -345,9 +349,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
     }
     dst = NULL;
     if (!j->quiet && !j->json)
-      print_stats_line (src, outs[i], j->out_format, &stats[i]);
-    image_close (src);
-    src = NULL;
+      print_stats_line (srcs[i], outs[i], j->out_format, &stats[i]);
   }
   if (j->do_inject) {
     /* Multi-disk guests (/ or /boot on disk 1) are not handled yet:
@@ -419,16 +421,9 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   if (j->json) {
     json_object *o = json_object_new_object (), *arr = json_object_new_array ();
     json_object_object_add (o, "bundle", json_object_new_string (src_path));
-    for (size_t i = 0; i < n; i++) {
-      struct p2v_image fake = {
-        .drv = &p2v_format_qcow2,
-        .path = xasprintf ("%s%s%s", src_path, b->is_tar ? ":" : "/",
-                           b->disks[i].file),
-      };
-      json_object_array_add (arr, stats_to_json (&fake, outs[i], j->out_format,
+    for (size_t i = 0; i < n; i++)
+      json_object_array_add (arr, stats_to_json (srcs[i], outs[i], j->out_format,
                                                  &stats[i], threads));
-      free (fake.path);
-    }
     json_object_object_add (o, "disks", arr);
     json_object_object_add (o, "domain_xml", json_object_new_string (xml_out));
     json_object_object_add (o, "mac", mac ? json_object_new_string (mac) : NULL);
@@ -466,12 +461,14 @@ convert_bundle (const char *src_path, const struct convert_job *j)
     tmp_paths[i] = NULL;
  out:
   image_close (dst);
-  image_close (src);
   for (size_t i = 0; i < n; i++) {
+    if (srcs)
+      image_close (srcs[i]);
     free (outs[i]);
     free (tmps[i]);
     free (abs_outs[i]);
   }
+  free (srcs);
   free (outs);
   free (tmps);
   free (abs_outs);

@@ -38,6 +38,7 @@ verify_bundle (const char *path, bool json, bool quiet)
 {
   struct p2v_bundle *b = bundle_open (path);
   json_object *o = NULL, *disks = NULL;
+  struct p2v_image **imgs = NULL;
   size_t mismatches = 0;
   int r = P2V_EXIT_ERROR;
 
@@ -58,6 +59,13 @@ verify_bundle (const char *path, bool json, bool quiet)
     }
   }
 
+  /* Every disk opens (and has the size the manifest says) before any
+   * digest is computed: a broken bundle fails fast and prints nothing. */
+  imgs = xcalloc (b->n_disks, sizeof *imgs);
+  for (size_t i = 0; i < b->n_disks; i++)
+    if (!(imgs[i] = bundle_open_disk (b, i)))
+      goto out;
+
   if (json) {
     o = json_object_new_object ();
     disks = json_object_new_array ();
@@ -66,19 +74,14 @@ verify_bundle (const char *path, bool json, bool quiet)
   }
   for (size_t i = 0; i < b->n_disks; i++) {
     const struct p2v_bundle_disk *d = &b->disks[i];
-    struct p2v_image *img = bundle_open_disk (b, i);
+    struct p2v_image *img = imgs[i];
     char hex[P2V_DIGEST_HEX_LEN + 1];
     uint64_t nread = 0;
     double t0 = now_seconds ();
     bool match;
 
-    if (!img)
+    if (image_content_digest (img, hex, &nread) == -1)
       goto out;
-    if (image_content_digest (img, hex, &nread) == -1) {
-      image_close (img);
-      goto out;
-    }
-    image_close (img);
     match = strcmp (hex, d->digest) == 0;
     if (!match)
       mismatches++;
@@ -115,11 +118,15 @@ verify_bundle (const char *path, bool json, bool quiet)
     printf ("%s\n", json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY));
   }
   else if (!quiet && !mismatches)
-    printf ("bundle '%s': all %zu disk%s match the manifest\n", path,
-            b->n_disks, b->n_disks == 1 ? "" : "s");
+    printf (b->n_disks == 1 ? "bundle '%s': its disk matches the manifest\n"
+            : "bundle '%s': all %zu disks match the manifest\n", path,
+            b->n_disks);
 
  out:
   json_object_put (o);
+  for (size_t i = 0; imgs && i < b->n_disks; i++)
+    image_close (imgs[i]);
+  free (imgs);
   bundle_free (b);
   return r;
 }

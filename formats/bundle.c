@@ -723,9 +723,10 @@ bundle_detect (const char *path)
   fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd == -1)
     return false;
-  /* ustar and pax headers both carry "ustar" at 257; GNU tar's "ustar  ". */
+  /* ustar and pax headers both carry "ustar" at 257; GNU tar's "ustar  ".
+   * A compressed file is no disk image either: bundle_open explains. */
   if (full_pread (fd, buf, sizeof buf, 0) == 0)
-    r = memcmp (buf + 257, "ustar", 5) == 0;
+    r = memcmp (buf + 257, "ustar", 5) == 0 || compression_name (buf, sizeof buf);
   close (fd);
   return r;
 }
