@@ -456,6 +456,9 @@ read_small_file (const char *path, size_t max, size_t *len)
   char *buf = NULL;
   int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
+  if (fd == -1 && errno == ELOOP)
+    return p2v_error_null ("'%s' is a symbolic link, which a bundle may not "
+                           "hold", path);
   if (fd == -1)
     return p2v_error_null ("cannot open '%s': %m", path);
   if (fstat (fd, &st) == -1) {
