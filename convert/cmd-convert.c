@@ -274,6 +274,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   char **outs = NULL, **tmps = NULL, **abs_outs = NULL;
   char *xml_out = NULL, *xml_tmp = NULL, *xml = NULL;
   const char *mac = NULL;
+  char mac_buf[18];
   size_t n = 0, renamed = 0;
   bool smoke_ran = false, xml_renamed = false;
   unsigned threads = j->copts.threads ? j->copts.threads
@@ -323,8 +324,13 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   }
   if (check_bundle_output (xml_out, j->force, src_st, n + 1) == -1)
     goto out;
-  if (j->mac)
-    mac = j->mac;
+  if (j->mac) {
+    if (!bundle_mac_parse (j->mac, mac_buf)) {
+      p2v_error ("MAC address '%s' is not xx:xx:xx:xx:xx:xx", j->mac);
+      goto out;
+    }
+    mac = mac_buf;
+  }
   else if (b->n_nics > 0)
     mac = b->nics[0].mac;
   /* Every disk opens, with the size its manifest says, before the first

@@ -108,7 +108,8 @@ verify_bundle (const char *path, bool json, bool quiet)
               match ? "digest matches" : "DIGEST MISMATCH",
               human_size (nread, sz, sizeof sz));
     }
-    if (!match)
+    /* The JSON says it (and -q says nothing), as for two images. */
+    if (!match && !json && !quiet)
       p2v_error ("disk '%s' of bundle '%s' does not match its manifest digest",
                  d->file, path);
   }

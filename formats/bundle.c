@@ -73,9 +73,9 @@ disk_file_name_ok (const char *s, unsigned *index)
   return true;
 }
 
-/* A unicast MAC "xx:xx:xx:xx:xx:xx" (either case), lowercased into out. */
-static bool
-mac_parse (const char *s, char out[18])
+/* A MAC "xx:xx:xx:xx:xx:xx" (either case), lowercased into out. */
+bool
+bundle_mac_parse (const char *s, char out[18])
 {
   static const char hex[] = "0123456789abcdef";
 
@@ -204,7 +204,7 @@ parse_nics (const struct manifest_ctx *m, json_object *root,
       return -1;
     if (r == 0)
       return bad (m, label, "is missing");
-    if (!mac_parse (mac, norm))
+    if (!bundle_mac_parse (mac, norm))
       return bad (m, label, "is not a MAC address (xx:xx:xx:xx:xx:xx)");
     /* Such NICs cannot be given to a VM; the rest still can. */
     if (strcmp (norm, "00:00:00:00:00:00") == 0

@@ -73,6 +73,9 @@ struct p2v_image *bundle_open_disk (const struct p2v_bundle *b, size_t i);
 
 void bundle_free (struct p2v_bundle *b);
 
+/* Check a MAC "xx:xx:xx:xx:xx:xx" (either case) and lowercase it. */
+bool bundle_mac_parse (const char *s, char out[18]);
+
 /* The p2v-sha256-nz64k digest of an image's guest content, reading only
  * what block status calls data.  *bytes_read (may be NULL) gets how much
  * was read. */

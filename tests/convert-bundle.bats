@@ -83,6 +83,10 @@ EOF
   run p2v verify --json "$T/b"
   [ "$status" -eq 1 ]
   [ "$(echo "$output" | jq -r '.disks[0].match')" = false ]
+  [ "$(echo "$output" | jq -r '.disks[0].expected')" != "$(echo "$output" | jq -r '.disks[0].actual')" ]
+  run p2v verify -q "$T/b"
+  [ "$status" -eq 1 ]
+  [ -z "$output" ]
 }
 
 @test "verify BUNDLE: two disks, and a disk without a digest is an error" {
@@ -195,6 +199,9 @@ assert r.find("name").text == "db-01-prod", r.find("name").text
 assert r.find("vcpu").text == "4"
 assert r.find("memory").text == str(1025 * 1024), r.find("memory").text   # rounded up to MiB
 EOF
+  if command -v virsh >/dev/null; then
+    virsh -c test:///default "define $x; dumpxml db-01-prod" | grep -q "<os firmware='efi'>"
+  fi
 }
 
 # ---- hostile bundles ---------------------------------------------------------
@@ -331,4 +338,34 @@ refused() {
   mv "$T/b/disk1.qcow2" "$T/elsewhere.qcow2"
   ln -s "$T/elsewhere.qcow2" "$T/b/disk1.qcow2"
   refused "$T/b" "disk file 'disk1.qcow2' of bundle '$T/b' is not a regular file"
+}
+
+@test "a tar with the manifest first and a capture log is a good bundle" {
+  hostile_tar ok manifest file:p2v-capture.log file:disk0.qcow2
+  mkdir "$T/out"
+  run p2v convert "$T/ok.tar" -o "$T/out/x.qcow2" --no-inject --no-smoke -q
+  [ "$status" -eq 0 ]
+  only_files "$T/out" x.qcow2 x.xml
+  qemu-img compare "$T/q.qcow2" "$T/out/x.qcow2"
+}
+
+@test "convert BUNDLE: OUT named .xml, or an existing XML, is refused before any write" {
+  hostile_tar ok file:disk0.qcow2 manifest
+  mkdir "$T/out"
+  run p2v convert "$T/ok.tar" -o "$T/out/x.xml" --no-inject --no-smoke
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: output '$T/out/x.xml' would be the domain XML too: give OUT another extension than .xml" ]
+  only_files "$T/out"
+  echo keep > "$T/out/x.xml"
+  run p2v convert "$T/ok.tar" -o "$T/out/x.qcow2" --no-inject --no-smoke
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: output '$T/out/x.xml' already exists (use --force to replace it)" ]
+  only_files "$T/out" x.xml
+  run p2v convert "$T/ok.tar" -o "$T/out/x.qcow2" --no-inject --no-smoke --force --mac 52:54:00:1
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: MAC address '52:54:00:1' is not xx:xx:xx:xx:xx:xx" ]
+  only_files "$T/out" x.xml
+  run p2v convert "$T/ok.tar" -o "$T/out/x.qcow2" --no-inject --no-smoke --force -q
+  [ "$status" -eq 0 ]
+  grep -q "<domain type='kvm'>" "$T/out/x.xml"
 }

@@ -170,6 +170,14 @@ static void
 test_lenient (void)
 {
   struct p2v_bundle *b;
+  char mac[18];
+
+  CHECK (bundle_mac_parse ("52:54:00:AB:cd:EF", mac) && strcmp (mac, "52:54:00:ab:cd:ef") == 0);
+  CHECK (!bundle_mac_parse ("52:54:00:ab:cd:e", mac));
+  CHECK (!bundle_mac_parse ("52:54:00:ab:cd:efa", mac));
+  CHECK (!bundle_mac_parse ("52:54:00:ab:cd:eg", mac));
+  CHECK (!bundle_mac_parse ("52:54:00:ab:cd::f", mac));
+  CHECK (!bundle_mac_parse ("", mac));
 
   /* A multicast or zero MAC cannot go to a VM: that NIC is left out. */
   b = parse_edited ("\"mac\": \"52:54:00:AB:cd:EF\"", "\"mac\": \"01:00:5e:00:00:01\"");
