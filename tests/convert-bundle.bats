@@ -134,7 +134,8 @@ EOF
 
   x="$T/out/out.xml"
   virt-xml-validate "$x" domain
-  xq() { python3 -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print("\n".join((e.text or "") if sys.argv[3] == "" else e.get(sys.argv[3]) for e in r.findall(sys.argv[2])))' "$x" "$@"; }
+  # xq PATH ATTR: the attribute (or with ATTR '' the text) of each match.
+  xq() { python3 -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print("\n".join(str(e.text if sys.argv[3] == "" else e.get(sys.argv[3])) for e in r.findall(sys.argv[2])))' "$x" "$@"; }
   [ "$(xq name '')" = p2v-debian-bios ]
   [ "$(xq vcpu '')" = 3 ]
   [ "$(xq memory '')" = $((1536 * 1024)) ]
@@ -149,7 +150,9 @@ EOF
   [ "$(xq devices/serial/target port)" = 0 ]
   # libvirt itself takes it (its in-memory test driver: no daemon needed).
   if command -v virsh >/dev/null; then
-    virsh -c test:///default "define $x; dominfo p2v-debian-bios" | grep -E '^CPU\(s\): +3$'
+    virsh -c test:///default "define $x; dominfo p2v-debian-bios" > "$T/dominfo"
+    grep -E '^CPU\(s\): +3$' "$T/dominfo"
+    grep -E "^Max memory: +$((1536 * 1024)) KiB$" "$T/dominfo"
   fi
 }
 
