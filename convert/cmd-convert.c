@@ -283,6 +283,11 @@ convert_bundle (const char *src_path, const struct convert_job *j)
 
   if (!b)
     return P2V_EXIT_ERROR;
+  if (j->copts.compress && !format_by_name (j->out_format)->compress) {
+    p2v_error ("format '%s' cannot store compressed data", j->out_format);
+    bundle_free (b);
+    return P2V_EXIT_ERROR;
+  }
   n = b->n_disks;
   outs = xcalloc (n, sizeof *outs);
   tmps = xcalloc (n, sizeof *tmps);

@@ -372,3 +372,18 @@ refused() {
   [ "$status" -eq 0 ]
   grep -q "<domain type='kvm'>" "$T/out/x.xml"
 }
+
+@test "convert BUNDLE --compress: compressed qcow2 per disk; with -O raw refused" {
+  small_bundle "$T/b"
+  mkdir "$T/out"
+  run p2v convert "$T/b" -o "$T/out/c.img" -O raw --compress --no-inject --no-smoke
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: format 'raw' cannot store compressed data" ]
+  only_files "$T/out"
+  run p2v convert "$T/b" -o "$T/out/c.qcow2" --compress --no-inject --no-smoke --json
+  [ "$status" -eq 0 ]
+  [ "$(echo "$output" | jq '[.disks[] | .bytes_compressed_in > 0] | all')" = true ]
+  qemu-img compare "$T/src0.img" "$T/out/c.qcow2"
+  qemu-img compare "$T/src1.img" "$T/out/c-disk1.qcow2"
+  qcow2_clean "$T/out/c-disk1.qcow2"
+}
