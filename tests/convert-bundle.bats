@@ -387,3 +387,17 @@ refused() {
   qemu-img compare "$T/src1.img" "$T/out/c-disk1.qcow2"
   qcow2_clean "$T/out/c-disk1.qcow2"
 }
+
+@test "convert BUNDLE interrupted (SIGINT): exit 130, no output, no partial file" {
+  mkdir "$T/out"
+  # Level-9 compression on one thread keeps it busy long enough to interrupt.
+  p2v convert "$B.tar" -o "$T/out/i.qcow2" --compress=9 -t 1 --no-inject --no-smoke -q &
+  pid=$!
+  sleep 2
+  ls -A "$T/out" | grep -q p2v-partial      # it is writing
+  kill -INT "$pid"
+  status=0
+  wait "$pid" || status=$?
+  [ "$status" -eq 130 ]
+  only_files "$T/out"
+}
