@@ -19,9 +19,9 @@ struct p2v_command {
 };
 
 static const struct p2v_command commands[] = {
-  { "convert", cmd_convert, "convert a disk image to qcow2 or raw",
+  { "convert", cmd_convert, "convert a disk image or capture bundle to qcow2 or raw",
     cmd_convert_help },
-  { "verify", cmd_verify, "compare the guest-visible content of two images",
+  { "verify", cmd_verify, "compare two images, or check a bundle's digests",
     cmd_verify_help },
   { "inspect", cmd_inspect, "report a guest's OS, boot, disks, network and the inject plan",
     cmd_inspect_help },

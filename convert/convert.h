@@ -51,6 +51,18 @@ int copy_image (struct p2v_image *src, struct p2v_image *dst,
 int compare_images (struct p2v_image *a, struct p2v_image *b,
                     uint64_t *first_diff);
 
+/* The libvirt domain for a converted capture bundle (domain-xml.c):
+ * disk_paths[i] is where disk i was written (absolute), disk_format its
+ * format, first_mac replaces the first NIC's MAC (NULL: keep it),
+ * fallback_name names the domain when the manifest has no usable
+ * hostname.  Returns the XML text (caller frees). */
+struct p2v_bundle;
+char *domain_xml_build (const struct p2v_bundle *b, const char *fallback_name,
+                        char *const *disk_paths, const char *disk_format,
+                        const char *first_mac);
+/* A libvirt domain name from a hostname, or NULL if nothing is left. */
+char *domain_name_from_hostname (const char *hostname);
+
 int cmd_convert (int argc, char **argv);
 int cmd_verify (int argc, char **argv);
 

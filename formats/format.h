@@ -30,6 +30,11 @@ struct p2v_format {
 
   /* Returns an opaque handle, or NULL after p2v_error(). */
   void *(*open) (const char *path, unsigned flags);
+  /* Optional: open, read-only, the image stored in bytes [offset,
+   * offset + length) of the file path (a qcow2 entry inside a tar
+   * bundle, read in place).  name is what messages call the image. */
+  void *(*open_window) (const char *path, uint64_t offset, uint64_t length,
+                        const char *name);
   /* Create a new image at path (the file must not exist: O_EXCL). */
   void *(*create) (const char *path, uint64_t size,
                    const struct p2v_create_opts *opts);
@@ -94,6 +99,11 @@ struct p2v_image {
 /* Open an existing image; format NULL means probe. */
 struct p2v_image *image_open (const char *path, const char *format,
                               unsigned flags);
+/* Open, read-only, the image held in [offset, offset + length) of path
+ * (format NULL means probe); img->path is name. */
+struct p2v_image *image_open_window (const char *path, const char *format,
+                                     uint64_t offset, uint64_t length,
+                                     const char *name);
 struct p2v_image *image_create (const char *path, const char *format,
                                 uint64_t size,
                                 const struct p2v_create_opts *opts);
