@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/major.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -717,6 +719,37 @@ copy_disk (struct capture *c, struct disk_job *j)
 
 /* --- the manifest --- */
 
+/* The running firmware describes this machine's own disks.  An image file
+ * (or a loop device over one) was booted by some other machine: judge it by its first disk's layout,
+ * as smoke does (GPT with an EFI System Partition and no BIOS boot
+ * partition is UEFI), and say where the answer came from. */
+static void
+firmware_from_disks (json_object *m, const struct capture *c)
+{
+  bool files = false, esp = false, bios_grub = false;
+  struct stat st;
+
+  /* Image files, and loop devices (which are image files too). */
+  for (size_t i = 0; i < c->njobs; i++)
+    if (stat (c->jobs[i].d.path, &st) == 0
+        && (S_ISREG (st.st_mode)
+            || (S_ISBLK (st.st_mode) && major (st.st_rdev) == LOOP_MAJOR)))
+      files = true;
+  if (!files || c->njobs == 0) {
+    json_object_object_add (m, "firmware_source", json_object_new_string ("running system"));
+    return;
+  }
+  const struct capture_disk *d = &c->jobs[0].d;
+  for (size_t i = 0; i < d->nparts; i++)
+    for (size_t k = 0; k < d->parts[i].nflags; k++) {
+      esp |= strcmp (d->parts[i].flags[k], "esp") == 0;
+      bios_grub |= strcmp (d->parts[i].flags[k], "bios_grub") == 0;
+    }
+  json_object_object_add (m, "firmware", json_object_new_string (
+    d->table && strcmp (d->table, "gpt") == 0 && esp && !bios_grub ? "uefi" : "bios"));
+  json_object_object_add (m, "firmware_source", json_object_new_string ("disk layout"));
+}
+
 static json_object *
 build_manifest (struct capture *c)
 {
@@ -728,6 +761,7 @@ build_manifest (struct capture *c)
   json_object_object_add (m, "captured_at", json_object_new_string (c->captured_at));
   json_object_object_add (m, "complete", json_object_new_boolean (true));
   capture_inventory (m);
+  firmware_from_disks (m, c);
   for (size_t i = 0; i < c->njobs; i++) {
     struct disk_job *j = &c->jobs[i];
     json_object *jd = capture_disk_json (&j->d), *dg = json_object_new_object ();

@@ -13,6 +13,10 @@ setup_file() {
   inject_flow
 }
 
+teardown_file() {
+  inject_flow_teardown
+}
+
 @test "inspect --json: Debian family with dracut, root on LVM, /boot by device name" {
   step_ok inspect
   j="$D/inspect.out"

@@ -11,7 +11,11 @@ setup_file() {
   use_fixture debian-uefi
   fixture_copy "$FIX" "$D/server.img"
   fixture_copy "$FIX" "$D/orig.img"
-  inject_flow
+  inject_flow loop
+}
+
+teardown_file() {
+  inject_flow_teardown
 }
 
 @test "inspect --json: Debian, UEFI, grub2 with its ESP, initramfs-tools, the fallback planned" {

@@ -91,27 +91,43 @@ step_ok() {
   [ "$(cat "$D/$1.rc")" -eq 0 ] || { cat "$D/$1.out" "$D/$1.err"; false; }
 }
 
-# inject_flow: the whole pipeline as a user runs it: inspect --json of
-# $D/server.img, then `p2v convert` (copy + inject + smoke) of it into
-# $D/server.qcow2 with the fixture's MAC, then a second inject (with the
-# hashes around it) and a guest dump of the converted image.
+# inject_flow [loop]: the whole pipeline as a user runs it: inspect
+# --json of $D/server.img; `p2v capture` of it (the file, or with "loop"
+# a read-only loop device of it, as a physical disk) into a bundle; `p2v
+# convert` of the bundle (copy + inject + smoke) into $D/server.qcow2
+# with the fixture's MAC; then a second inject (with the hashes around
+# it) and a guest dump of the converted image.
 inject_flow() {
+  local disk="$D/server.img"
   step inspect p2v inspect --json "$D/server.img"
+  if [ "${1:-}" = loop ]; then
+    disk=$(losetup -r -f --show "$D/server.img")
+    echo "$disk" >"$D/loop"
+  fi
+  step capture p2v capture --disk "$disk" --to "$D/bundle" -q --json
+  [ "${1:-}" != loop ] || { losetup -d "$disk"; rm -f "$D/loop"; }
   step convert p2v convert --json --mac "$(side "$D/server.img" mac)" \
-    "$D/server.img" -o "$D/server.qcow2"
+    "$D/bundle" -o "$D/server.qcow2"
   sha "$D/server.qcow2" >"$D/sha.before-second"
   step inject2 p2v inject "$D/server.qcow2"
   sha "$D/server.qcow2" >"$D/sha.after-second"
   step dump guest_sh "$D/server.qcow2" "$GUEST_DUMP"
 }
 
-# convert_smoke_passed: the convert step injected the copy and its smoke
+# inject_flow_teardown: a loop device a failed set-up left behind.
+inject_flow_teardown() {
+  [ ! -f "$D/loop" ] || losetup -d "$(cat "$D/loop")" 2>/dev/null || true
+}
+
+# convert_smoke_passed: the capture and convert steps worked, convert
+# injected the copy and its smoke
 # test passed: multi-user, / on the virtio disk, the fixture's NIC up on
 # virtio_net with the MAC it was given and its static address.
 convert_smoke_passed() {
   local j="$D/convert.out" nic mac ip
   nic=$(side "$D/server.img" nic); mac=$(side "$D/server.img" mac)
   ip=$(side "$D/server.img" ip)
+  step_ok capture
   step_ok convert
   [ "$(jq -r .injected "$j")" = true ]
   [ "$(jq -r .smoke.verdict "$j")" = pass ]
