@@ -7,6 +7,7 @@
 #include "convert.h"
 #include "inject.h"
 #include "smoke.h"
+#include "batch.h"
 
 extern const char cmd_convert_help[], cmd_verify_help[];
 
@@ -28,6 +29,8 @@ static const struct p2v_command commands[] = {
     cmd_inject_help },
   { "smoke", cmd_smoke, "boot an image in qemu and report whether it came up",
     cmd_smoke_help },
+  { "batch", cmd_batch, "run a plan of servers through convert, inject and smoke",
+    cmd_batch_help },
 };
 
 static void
