@@ -55,7 +55,7 @@ usage (FILE *f)
            "exit codes:\n"
            "  0    success\n"
            "  1    negative verdict (verify: images differ; smoke or convert:\n"
-           "       the guest did not boot)\n"
+           "       the guest did not boot; batch: a server failed)\n"
            "  2    error: bad arguments, bad input, I/O failure\n"
            "  130  interrupted (partial output removed)\n"
            "\n"

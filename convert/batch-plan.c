@@ -324,7 +324,8 @@ struct setting {
 
 enum key {
   K_SOURCE, K_OUTPUT, K_OUTPUT_DIR, K_FORMAT, K_COMPRESS, K_INJECT, K_SMOKE,
-  K_VCPUS, K_MEMORY, K_MAC, K_ACCEL, K_SMOKE_TIMEOUT, K_JOBS, N_KEYS,
+  K_VCPUS, K_MEMORY, K_MAC, K_ACCEL, K_SMOKE_TIMEOUT, K_JOBS, K_SSH_CONFIG,
+  N_KEYS,
 };
 
 static const struct {
@@ -344,6 +345,7 @@ static const struct {
   [K_ACCEL] = { "accel", true, true },
   [K_SMOKE_TIMEOUT] = { "smoke-timeout", true, true },
   [K_JOBS] = { "jobs", true, false },
+  [K_SSH_CONFIG] = { "ssh-config", true, true },
 };
 
 static int
@@ -522,6 +524,7 @@ server_free_fields (struct batch_server *s)
   free (s->name);
   free (s->source);
   free (s->fetched);
+  free (s->ssh_config);
   free (s->output);
   free (s->output_dir);
   free (s->format);
@@ -619,6 +622,17 @@ build_server (struct plan_reader *r, struct batch_plan *plan, size_t sec,
   s->smoke_json = xasprintf ("%s/%s.smoke.json", s->output_dir, name);
   s->console_log = xasprintf ("%s/%s.console.log", s->output_dir, name);
 
+  {
+    const struct setting *cfg = set[K_SSH_CONFIG].line ? &set[K_SSH_CONFIG]
+      : defaults[K_SSH_CONFIG].line ? &defaults[K_SSH_CONFIG] : NULL;
+    struct stat st;
+    if (cfg && cfg->value[0]) {
+      s->ssh_config = plan_path (plan->dir, cfg->value);
+      if (stat (s->ssh_config, &st) == -1 || !S_ISREG (st.st_mode))
+        add_error (r, cfg->line, "ssh-config '%s' is not a readable file", cfg->value);
+    }
+  }
+
   if (!set[K_SOURCE].line) {
     add_error (r, s->line, "server '%s' has no source", name);
     return;
@@ -668,6 +682,7 @@ batch_plan_load (const char *path)
   ini_use_stack = false;
   ini_allow_realloc = false;
   ini_max_line = PLAN_MAX_LINE + 3;
+  ini_initial_alloc = PLAN_MAX_LINE + 3;  /* the buffer size without realloc */
   ini_allow_multiline = false;
   ini_allow_no_value = false;
   ini_stop_on_first_error = false;
@@ -773,10 +788,6 @@ batch_plan_load (const char *path)
     qsort (r.errors, r.n_errors, sizeof *r.errors, compare_errors);
     for (size_t i = 0; i < r.n_errors; i++)
       p2v_error ("%s:%d: %s", path, r.errors[i].line, r.errors[i].msg);
-    /* The first one is what p2v_last_error() keeps for callers. */
-    p2v_error_set_quiet (true);
-    p2v_error ("%s:%d: %s", path, r.errors[0].line, r.errors[0].msg);
-    p2v_error_set_quiet (false);
     reader_free (&r);
     batch_plan_free (plan);
     return NULL;
@@ -830,7 +841,7 @@ fetch_line (const struct batch_server *s)
   const char *rest = s->source + strlen ("ssh://");
   const char *slash = strchr (rest, '/'), *at, *colon, *host;
   char *userhost, *port = NULL, *remote, *partial, *line;
-  char *q_remote, *q_partial, *q_fetched, *dup;
+  char *q_remote, *q_partial, *q_fetched, *q_config = NULL, *dup;
 
   at = memchr (rest, '@', slash - rest);
   host = at ? at + 1 : rest;
@@ -847,9 +858,13 @@ fetch_line (const struct batch_server *s)
   q_remote = batch_shell_quote (remote);
   q_partial = batch_shell_quote (partial);
   q_fetched = batch_shell_quote (s->fetched);
-  line = xasprintf ("rm -rf -- %s && scp -B -q -r%s%s -- %s %s && mv -T -- %s %s",
-                    q_partial, port ? " -P " : "", port ? port : "",
+  if (s->ssh_config)
+    q_config = batch_shell_quote (s->ssh_config);
+  line = xasprintf ("rm -rf -- %s && scp -B -r%s%s%s%s -- %s %s && mv -T -- %s %s",
+                    q_partial, q_config ? " -F " : "", q_config ? q_config : "",
+                    port ? " -P " : "", port ? port : "",
                     q_remote, q_partial, q_partial, q_fetched);
+  free (q_config);
   free (userhost);
   free (port);
   free (remote);

@@ -29,6 +29,7 @@ struct batch_server {
   int source_line;
   bool source_ssh;
   char *fetched;                /* ssh: where the fetch stage puts it */
+  char *ssh_config;             /* ssh: scp -F FILE; NULL: the user's */
   char *output;                 /* the image convert writes */
   int output_line;              /* where the plan set it (or the header) */
   char *output_dir;             /* output's directory: logs go there */
@@ -55,7 +56,7 @@ struct batch_plan {
 };
 
 /* Parse and validate PATH.  Every problem is reported as one line
- * "PATH:LINE: what" through p2v_error (the first one only).  Returns
+ * "PATH:LINE: what" through p2v_error, in line order.  Returns
  * NULL on error.  No file is created or changed. */
 struct batch_plan *batch_plan_load (const char *path);
 void batch_plan_free (struct batch_plan *plan);

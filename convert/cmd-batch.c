@@ -443,12 +443,13 @@ start_stage (struct batch *b, struct run *r)
 }
 
 /* The one-line reason a stage failed: the last "p2v: " line it wrote to
- * the log (errors are one line), else its last line. */
+ * the log (p2v's errors are one line), else its first line (ssh's root
+ * cause comes first) and its last. */
 static char *
 reason_from_log (const struct run *r)
 {
   FILE *f = fopen (r->s->log, "re");
-  char *line = NULL, *best = NULL, *last = NULL;
+  char *line = NULL, *best = NULL, *first = NULL, *last = NULL;
   size_t cap = 0;
   ssize_t len;
 
@@ -458,7 +459,7 @@ reason_from_log (const struct run *r)
     while ((len = getline (&line, &cap, f)) != -1) {
       while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         line[--len] = '\0';
-      if (len == 0)
+      if (len == 0 || strncmp (line, "== p2v batch:", 13) == 0)
         continue;
       if (len > 400)
         line[400] = '\0';
@@ -466,6 +467,8 @@ reason_from_log (const struct run *r)
         free (best);
         best = xstrdup (line + 5);
       }
+      if (!first)
+        first = xstrdup (line);
       free (last);
       last = xstrdup (line);
     }
@@ -473,9 +476,17 @@ reason_from_log (const struct run *r)
   free (line);
   fclose (f);
   if (best) {
+    free (first);
     free (last);
     return best;
   }
+  if (first && last && strcmp (first, last) != 0) {
+    char *both = xasprintf ("%s; %s", first, last);
+    free (first);
+    free (last);
+    return both;
+  }
+  free (first);
   return last;
 }
 
@@ -529,6 +540,18 @@ stage_ended (struct batch *b, struct run *r, int wstatus)
   bool ok;
 
   r->pid = 0;
+  /* The reason comes from the stage's own output, before our trailer. */
+  if (!WIFEXITED (wstatus) || code != 0) {
+    if (r->stage == BATCH_SMOKE && code == P2V_EXIT_NEGATIVE)
+      reason = reason_from_smoke (r->s);
+    if (!reason && WIFSIGNALED (wstatus))
+      reason = xasprintf ("%s was killed by signal %d", batch_stage_name (r->stage),
+                          WTERMSIG (wstatus));
+    if (!reason)
+      reason = reason_from_log (r);
+    if (!reason)
+      reason = xasprintf ("%s exited with status %d", batch_stage_name (r->stage), code);
+  }
   json_object_object_add (sto, "seconds", json_object_new_double (secs));
   json_object_object_add (sto, "exit", code >= 0 ? json_object_new_int (code) : NULL);
   if (WIFSIGNALED (wstatus))
@@ -542,20 +565,12 @@ stage_ended (struct batch *b, struct run *r, int wstatus)
     state_set_string (r->ss, "status", "interrupted");
     save_state (b);
     event (b, "%s: %s interrupted", r->s->name, batch_stage_name (r->stage));
+    free (reason);
     return;
   }
 
   ok = code == 0;
   if (!ok) {
-    if (r->stage == BATCH_SMOKE && code == P2V_EXIT_NEGATIVE)
-      reason = reason_from_smoke (r->s);
-    if (!reason && WIFSIGNALED (wstatus))
-      reason = xasprintf ("%s was killed by signal %d", batch_stage_name (r->stage),
-                          WTERMSIG (wstatus));
-    if (!reason)
-      reason = reason_from_log (r);
-    if (!reason)
-      reason = xasprintf ("%s exited with status %d", batch_stage_name (r->stage), code);
     finish_server (b, r, false, reason);
     free (reason);
     return;
