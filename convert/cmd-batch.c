@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -221,22 +222,71 @@ status_clear (struct batch *b)
     fputs ("\033[1A\033[2K", stderr);
 }
 
+/* The last line a stage wrote to its log (printable bytes only), for
+ * the status line; "" when there is none. */
+static void
+log_tail (const struct run *r, char *out, size_t outlen)
+{
+  char buf[512];
+  int fd = open (r->s->log, O_RDONLY | O_CLOEXEC);
+  off_t size, from;
+  ssize_t n;
+  char *end, *start;
+  size_t o = 0;
+
+  out[0] = '\0';
+  if (fd == -1)
+    return;
+  size = lseek (fd, 0, SEEK_END);
+  from = size - (off_t) sizeof buf + 1;
+  if (from < r->log_offset)
+    from = r->log_offset;
+  n = from < size ? pread (fd, buf, size - from, from) : 0;
+  close (fd);
+  if (n <= 0)
+    return;
+  buf[n] = '\0';
+  end = buf + n;
+  while (end > buf && (end[-1] == '\n' || end[-1] == '\r'))
+    *--end = '\0';
+  start = end;
+  while (start > buf && start[-1] != '\n' && start[-1] != '\r')
+    start--;
+  for (char *p = start; *p && o + 1 < outlen; p++)
+    if ((unsigned char) *p >= 0x20 && *p != 0x7f)
+      out[o++] = *p;
+  out[o] = '\0';
+}
+
 static void
 status_draw (struct batch *b)
 {
   double now = now_seconds ();
+  struct winsize ws;
+  int width = ioctl (STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20
+    ? ws.ws_col : 80;
 
   if (!b->tty || b->quiet)
     return;
   status_clear (b);
   for (size_t i = 0; i < b->n_runs; i++) {
     struct run *r = &b->runs[i];
+    char line[1024], tail[512];
     unsigned t;
     if (!r->pid)
       continue;
     t = now - r->stage_start;
-    fprintf (stderr, "  %-16s %-8s %3u:%02u\n", r->s->name,
-             batch_stage_name (r->stage), t / 60, t % 60);
+    log_tail (r, tail, sizeof tail);
+    snprintf (line, sizeof line, "  %-16s %-8s %3u:%02u  %s", r->s->name,
+              batch_stage_name (r->stage), t / 60, t % 60, tail);
+    /* One screen line each, or the redraw would lose count. */
+    if ((int) strlen (line) > width - 1) {
+      int cut = width - 1;
+      while (cut > 0 && ((unsigned char) line[cut] & 0xc0) == 0x80)
+        cut--;                  /* not inside a UTF-8 character */
+      line[cut] = '\0';
+    }
+    fprintf (stderr, "%s\n", line);
     b->drawn++;
   }
   fflush (stderr);
@@ -603,6 +653,7 @@ static void
 run_all (struct batch *b, unsigned jobs)
 {
   size_t next = 0;
+  bool stopping = false;
 
   for (;;) {
     int wstatus;
@@ -615,7 +666,11 @@ run_all (struct batch *b, unsigned jobs)
     }
     if (running (b) == 0 && (next >= b->n_runs || interrupted))
       break;
-    if (interrupted) {
+    if (interrupted && !stopping) {
+      /* Stop every running stage; each cleans up after itself. */
+      stopping = true;
+      event (b, "p2v batch: interrupted, stopping %zu running stage%s", running (b),
+             running (b) == 1 ? "" : "s");
       for (size_t i = 0; i < b->n_runs; i++)
         if (b->runs[i].pid)
           kill (b->runs[i].pid, SIGTERM);

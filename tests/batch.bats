@@ -140,6 +140,18 @@ EOF
   [ "$(jq -r .bytes_compressed_in "$T/batch-out/d1.convert.json")" -gt 0 ]
   [ "$(sha "$T/d1.img")" = "$sum1" ]
 
+  # Not a terminal: plain event lines, no cursor movement.
+  [[ "$output" == *"d1: convert started"* ]]
+  [[ "$output" != *$'\e['* ]]
+  # On a terminal: a status line per running server, redrawn in place.
+  if command -v script >/dev/null; then
+    sed 's/^output-dir = batch-out/output-dir = tty-out/' "$T/batch.ini" >"$T/tty.ini"
+    script -qec "p2v batch '$T/tty.ini'" /dev/null >"$T/tty.txt"
+    grep -qE '^  d1 +convert +0:[0-9]{2}' "$T/tty.txt"
+    grep -q $'\e\[1A\e\[2K' "$T/tty.txt"
+    grep -q '2 of 2 passed' "$T/tty.txt"
+  fi
+
   # A finished batch is not silently redone: its state file is refused
   # without --resume, and --resume skips what passed.
   before=$(mtime "$T/batch-out/d1.qcow2")
@@ -276,7 +288,10 @@ EOF
   pid=$!
   wait_for s1 passed
   wait_for s2 running
-  sleep 0.3
+  # One batch per plan at a time.
+  run p2v batch "$PLAN" --resume
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: plan '$PLAN' is already being run by another p2v batch" ]
   kill -TERM $pid
   status=0; wait $pid || status=$?
   cat "$T/run1.out"
