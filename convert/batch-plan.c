@@ -545,6 +545,7 @@ batch_plan_free (struct batch_plan *plan)
     server_free_fields (&plan->servers[i]);
   free (plan->servers);
   free (plan->path);
+  free (plan->abs_path);
   free (plan->dir);
   free (plan->batch_dir);
   free (plan->state_path);
@@ -712,7 +713,8 @@ batch_plan_load (const char *path)
     return NULL;
   }
   dup = xstrdup (path);
-  plan->state_path = xasprintf ("%s/%s.state", plan->dir, basename (dup));
+  plan->abs_path = xasprintf ("%s/%s", plan->dir, basename (dup));
+  plan->state_path = xasprintf ("%s.state", plan->abs_path);
   free (dup);
 
   section_settings (&r, 0, true, defaults);

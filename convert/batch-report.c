@@ -310,7 +310,7 @@ batch_report_build (const struct batch_plan *plan, json_object *state)
       other++;
     json_object_array_add (a, one);
   }
-  json_object_object_add (r, "plan", json_object_new_string (plan->path));
+  json_object_object_add (r, "plan", json_object_new_string (plan->abs_path));
   json_object_object_add (r, "generated_at", json_object_new_string (when));
   json_object_object_add (r, "total", json_object_new_int (plan->n_servers));
   json_object_object_add (r, "passed", json_object_new_int (passed));
@@ -461,7 +461,7 @@ report_html (const struct batch_plan *plan, json_object *report)
 
   html_add (&h, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<title>p2v batch report: ");
-  html_text (&h, plan->path);
+  html_text (&h, plan->abs_path);
   html_add (&h, "</title>\n<style>\n"
             "body { font-family: sans-serif; margin: 2em; }\n"
             "table { border-collapse: collapse; }\n"
@@ -469,7 +469,7 @@ report_html (const struct batch_plan *plan, json_object *report)
             "td.PASS { background: #cfc; } td.FAIL { background: #fcc; }\n"
             "td.INTERRUPTED, td.PENDING { background: #ffc; }\n"
             "</style>\n</head>\n<body>\n<h1>p2v batch report</h1>\n<p>Plan <code>");
-  html_text (&h, plan->path);
+  html_text (&h, plan->abs_path);
   html_add (&h, "</code>, generated ");
   html_text (&h, get_string (report, "generated_at"));
   {

@@ -47,6 +47,7 @@ struct batch_server {
 
 struct batch_plan {
   char *path;                   /* as given */
+  char *abs_path;               /* absolute */
   char *dir;                    /* its directory, absolute */
   char *batch_dir;              /* report.json/.html: [defaults] output-dir, or dir */
   char *state_path;             /* PLAN.state */

@@ -731,7 +731,7 @@ dry_run (const struct batch_plan *plan, bool json)
     json_object_object_add (one, "commands", cmds);
     json_object_array_add (a, one);
   }
-  json_object_object_add (top, "plan", json_object_new_string (plan->path));
+  json_object_object_add (top, "plan", json_object_new_string (plan->abs_path));
   json_object_object_add (top, "servers", a);
   if (json)
     printf ("%s\n", json_object_to_json_string_ext (top, JSON_C_TO_STRING_PRETTY
@@ -824,12 +824,7 @@ cmd_batch (int argc, char **argv)
                "or remove the file to start over", b.plan->state_path);
     goto out;
   }
-  {
-    char *abs = xstrdup (b.plan->state_path);
-    abs[strlen (abs) - strlen (".state")] = '\0';
-    json_object_object_add (b.state, "plan", json_object_new_string (abs));
-    free (abs);
-  }
+  json_object_object_add (b.state, "plan", json_object_new_string (b.plan->abs_path));
 
   b.self = realpath ("/proc/self/exe", NULL);
   if (!b.self) {
