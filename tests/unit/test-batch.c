@@ -247,6 +247,104 @@ test_bad_plans (void)
   }
 }
 
+static char *
+slurp (const char *path)
+{
+  FILE *f = fopen (path, "r");
+  char *buf = xcalloc (1, 1 << 20);
+
+  if (f) {
+    size_t n = fread (buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose (f);
+  }
+  return buf;
+}
+
+/* The report from a state: statuses mapped, hostile text escaped in the
+ * HTML, links relative to the report, a libvirt XML found beside OUT. */
+static void
+test_report (void)
+{
+  char *path = write_plan ("report.ini",
+    "[defaults]\noutput-dir = rep\ninject = no\nsmoke = no\n"
+    "[ok]\nsource = a.img\n[bad]\nsource = a.img\n[never]\nsource = a.img\n");
+  struct batch_plan *p = batch_plan_load (path);
+  json_object *state, *ss, *report, *a, *v;
+  char *html, *json_path, *html_path, *xml, *repdir;
+  bool existed = true;
+
+  CHECK (p != NULL);
+  if (!p)
+    return;
+  repdir = xasprintf ("%s/rep", dir);
+  mkdir (repdir, 0755);
+  xml = xasprintf ("%s/rep/ok.qcow2.xml", dir);
+  touch ("rep/ok.qcow2.xml");
+  state = batch_state_load (p->state_path, &existed);
+  CHECK (state != NULL && !existed);
+  ss = batch_state_server (state, "ok");
+  json_object_object_add (ss, "status", json_object_new_string ("passed"));
+  json_object_object_add (ss, "stage", json_object_new_string ("convert"));
+  ss = batch_state_server (state, "bad");
+  json_object_object_add (ss, "status", json_object_new_string ("failed"));
+  json_object_object_add (ss, "stage", json_object_new_string ("convert"));
+  json_object_object_add (ss, "reason",
+                          json_object_new_string ("<script>alert('x')</script> & \"co\""));
+  CHECK (batch_state_save (p->state_path, state) == 0);
+  json_object_put (state);
+  state = batch_state_load (p->state_path, &existed);
+  CHECK (state != NULL && existed);
+
+  report = batch_report_build (p, state);
+  CHECK (json_object_object_get_ex (report, "passed", &v) && json_object_get_int (v) == 1);
+  CHECK (json_object_object_get_ex (report, "failed", &v) && json_object_get_int (v) == 1);
+  CHECK (json_object_object_get_ex (report, "not_finished", &v) && json_object_get_int (v) == 1);
+  json_object_object_get_ex (report, "servers", &a);
+  CHECK (json_object_array_length (a) == 3);
+  CHECK (strcmp (json_object_get_string (json_object_object_get (
+                   json_object_array_get_idx (a, 2), "status")), "PENDING") == 0);
+  CHECK (strcmp (json_object_get_string (json_object_object_get (
+                   json_object_array_get_idx (a, 0), "libvirt_xml")), xml) == 0);
+  CHECK (batch_report_write (p, report) == 0);
+
+  html_path = xasprintf ("%s/rep/report.html", dir);
+  json_path = xasprintf ("%s/rep/report.json", dir);
+  html = slurp (html_path);
+  CHECK (strstr (html, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;co&quot;") != NULL);
+  CHECK (strstr (html, "<script") == NULL);
+  CHECK (strstr (html, "<a href=\"ok.log\">log</a>") != NULL);
+  CHECK (strstr (html, "<a href=\"ok.qcow2.xml\">XML</a>") != NULL);
+  CHECK (strstr (html, "<td class=\"FAIL\">FAIL</td>") != NULL);
+  free (html);
+  {
+    json_object *back = json_object_from_file (json_path);
+    CHECK (back != NULL && json_object_equal (back, report));
+    json_object_put (back);
+  }
+
+  /* A state file that is not ours is refused, not overwritten. */
+  {
+    FILE *f = fopen (p->state_path, "w");
+    fputs ("[1, 2]", f);
+    fclose (f);
+    CHECK_ERROR (batch_state_load (p->state_path, &existed) == NULL, "is not a p2v batch state");
+    f = fopen (p->state_path, "w");
+    fputs ("{ not json", f);
+    fclose (f);
+    CHECK_ERROR (batch_state_load (p->state_path, &existed) == NULL, "cannot read state file");
+  }
+
+  json_object_put (report);
+  json_object_put (state);
+  batch_plan_free (p);
+  free (html_path);
+  free (json_path);
+  free (xml);
+  free (repdir);
+  free (path);
+}
+
 static void
 test_helpers (void)
 {
@@ -299,6 +397,7 @@ main (void)
   test_good_plan ();
   test_bad_plans ();
   test_helpers ();
+  test_report ();
 
   {
     char *cmd = xasprintf ("rm -rf '%s'", dir);
