@@ -73,6 +73,14 @@ mtime() {
   [ ! -e "$PLAN.state" ]
   [ "$(ls "$T")" = "$(printf 'a.img\nplan.ini')" ]
 
+  # The documented example plan is valid but for its (absent) sources.
+  run p2v batch "$TOP_DIR/examples/batch.ini" --dry-run
+  [ "$status" -eq 2 ]
+  [ "${#lines[@]}" -eq 3 ]
+  for l in "${lines[@]}"; do
+    [[ "$l" == "p2v: $TOP_DIR/examples/batch.ini:"*": source '/srv/"*"': no such file or directory" ]]
+  done
+
   run p2v batch "$PLAN" --jobs 0
   [ "$status" -eq 2 ]
   [ "$output" = "p2v: jobs '0' is not a number from 1 to 256" ]
@@ -253,9 +261,12 @@ EOF
 @test "batch: interrupted and killed mid-run, --resume completes the rest and never redoes a finished server" {
   requires qemu-img
   requires jq
+  # Big enough that a convert at zlib level 9 (one worker per core, about
+  # 20 MB/s each) lasts a few seconds on any machine: the kills land in it.
+  big=$(( 48 * $(nproc) )); [ "$big" -le 1024 ] || big=1024
   gen s1.img 8 31
-  gen s2.img 96 32
-  gen s3.img 96 33
+  gen s2.img "$big" 32
+  gen s3.img "$big" 33
   PLAN=$T/plan.ini
   cat >"$PLAN" <<EOF
 [defaults]
