@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "capture.h"
 #include "common.h"
 #include "convert.h"
 #include "inject.h"
@@ -19,9 +20,9 @@ struct p2v_command {
 };
 
 static const struct p2v_command commands[] = {
-  { "convert", cmd_convert, "convert a disk image to qcow2 or raw",
+  { "convert", cmd_convert, "convert a disk image or capture bundle to qcow2 or raw",
     cmd_convert_help },
-  { "verify", cmd_verify, "compare the guest-visible content of two images",
+  { "verify", cmd_verify, "compare two images, or check a bundle's digests",
     cmd_verify_help },
   { "inspect", cmd_inspect, "report a guest's OS, boot, disks, network and the inject plan",
     cmd_inspect_help },
@@ -31,6 +32,10 @@ static const struct p2v_command commands[] = {
     cmd_smoke_help },
   { "batch", cmd_batch, "run a plan of servers through convert, inject and smoke",
     cmd_batch_help },
+  { "capture", cmd_capture, "image this machine's disks (used blocks) into a bundle",
+    cmd_capture_help },
+  { "receive", cmd_receive, "write a bundle tar stream from stdin as a directory",
+    cmd_receive_help },
 };
 
 static void

@@ -17,6 +17,16 @@ struct p2v_copy_opts {
   bool compress;                /* needs a destination that can compress */
   int compress_level;           /* -1: the format's default */
   bool progress;                /* draw a meter on a TTY */
+  /* Capture and resume (optional, zero: off). */
+  const char *progress_label;   /* NULL: "converting" */
+  uint64_t start;               /* copy only [start, size): a resumed copy;
+                                 * a multiple of 1 MiB */
+  /* Called by the writer thread, in increasing offset order, after each
+   * stretch [offset, offset + len) is written; buf holds its guest bytes,
+   * or is NULL when they are all zero.  Returning -1 stops the copy. */
+  int (*written) (void *opaque, uint64_t offset, const void *buf,
+                  uint64_t len);
+  void *written_opaque;
 };
 
 struct p2v_copy_stats {
@@ -40,6 +50,18 @@ int copy_image (struct p2v_image *src, struct p2v_image *dst,
  * larger image must read as zeros, as with qemu-img compare. */
 int compare_images (struct p2v_image *a, struct p2v_image *b,
                     uint64_t *first_diff);
+
+/* The libvirt domain for a converted capture bundle (domain-xml.c):
+ * disk_paths[i] is where disk i was written (absolute), disk_format its
+ * format, first_mac replaces the first NIC's MAC (NULL: keep it),
+ * fallback_name names the domain when the manifest has no usable
+ * hostname.  Returns the XML text (caller frees). */
+struct p2v_bundle;
+char *domain_xml_build (const struct p2v_bundle *b, const char *fallback_name,
+                        char *const *disk_paths, const char *disk_format,
+                        const char *first_mac);
+/* A libvirt domain name from a hostname, or NULL if nothing is left. */
+char *domain_name_from_hostname (const char *hostname);
 
 int cmd_convert (int argc, char **argv);
 int cmd_verify (int argc, char **argv);

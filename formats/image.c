@@ -102,6 +102,44 @@ image_open (const char *path, const char *format, unsigned flags)
 }
 
 struct p2v_image *
+image_open_window (const char *path, const char *format, uint64_t offset,
+                   uint64_t length, const char *name)
+{
+  const struct p2v_format *drv;
+  uint8_t buf[4096];
+  size_t want = P2V_MIN (length, sizeof buf);
+  void *h;
+  int fd;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    return p2v_error_null ("cannot open '%s': %m", path);
+  if (full_pread (fd, buf, want, offset) == -1) {
+    int e = errno;
+    close (fd);
+    errno = e;
+    if (e == EIO)
+      return p2v_error_null ("cannot read '%s': it is beyond the end of '%s'",
+                             name, path);
+    return p2v_error_null ("cannot read '%s': %m", name);
+  }
+  close (fd);
+  if (format) {
+    if (!(drv = lookup_format (format)))
+      return NULL;
+  }
+  else if (!(drv = format_probe (buf, want)))
+    return p2v_error_null ("cannot tell the format of '%s'", name);
+  if (!drv->open_window)
+    return p2v_error_null ("'%s' is a %s image, which cannot be read inside "
+                           "another file", name, drv->name);
+  h = drv->open_window (path, offset, length, name);
+  if (!h)
+    return NULL;
+  return image_wrap (drv, h, name, true);
+}
+
+struct p2v_image *
 image_create (const char *path, const char *format, uint64_t size,
               const struct p2v_create_opts *opts)
 {
@@ -142,6 +180,22 @@ image_pread (struct p2v_image *img, void *buf, size_t count, uint64_t offset)
                       count, offset, img->path);
   }
   return img->drv->pread (img->h, buf, count, offset);
+}
+
+const void *
+image_map (struct p2v_image *img, uint64_t offset, size_t count)
+{
+  if (!img->drv->map || !img->readonly
+      || offset > img->size || count > img->size - offset)
+    return NULL;
+  return img->drv->map (img->h, offset, count);
+}
+
+void
+image_unmap (struct p2v_image *img, uint64_t offset, size_t count)
+{
+  if (img->drv->unmap)
+    img->drv->unmap (img->h, offset, count);
 }
 
 int

@@ -25,7 +25,7 @@ qcow2_host_pread (struct qcow2 *h, void *buf, size_t count, uint64_t offset)
    * writer's newly allocated clusters exist only once written. */
   if (offset < h->file_size)
     n = P2V_MIN (count, h->file_size - offset);
-  if (n > 0 && full_pread (h->fd, buf, n, offset) == -1)
+  if (n > 0 && full_pread (h->fd, buf, n, h->base + offset) == -1)
     return p2v_error ("cannot read '%s' at host offset %" PRIu64 ": %m",
                       h->path, offset);
   memset ((uint8_t *) buf + n, 0, count - n);
@@ -121,7 +121,7 @@ qcow2_backing_error (struct qcow2 *h, uint64_t offset, uint32_t len)
 
   if (len > 0 && len < sizeof name && offset < h->cluster_size
       && offset + len <= h->file_size
-      && full_pread (h->fd, name, len, offset) == 0) {
+      && full_pread (h->fd, name, len, h->base + offset) == 0) {
     name[len] = '\0';
     for (uint32_t i = 0; i < len; i++)
       if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)
@@ -148,7 +148,7 @@ qcow2_read_header (struct qcow2 *h, bool readonly)
   if (n < QCOW2_V2_HEADER_LEN)
     return p2v_error ("cannot read qcow2 header of '%s': file is truncated",
                       h->path);
-  if (full_pread (h->fd, hdr, n, 0) == -1)
+  if (full_pread (h->fd, hdr, n, h->base) == -1)
     return p2v_error ("cannot read qcow2 header of '%s': %m", h->path);
 
   if (qcow2_get_be32 (hdr + QCOW2_HDR_MAGIC) != QCOW2_MAGIC)
@@ -269,7 +269,8 @@ qcow2_read_header (struct qcow2 *h, bool readonly)
   h->l1_entries = l1_needed;
   h->l1 = xcalloc (l1_needed ? l1_needed : 1, sizeof (uint64_t));
   if (l1_needed > 0) {
-    if (full_pread (h->fd, h->l1, l1_needed * 8, h->l1_offset) == -1)
+    if (full_pread (h->fd, h->l1, l1_needed * 8,
+                    h->base + h->l1_offset) == -1)
       return p2v_error ("cannot read L1 table of '%s': %m", h->path);
     for (uint64_t i = 0; i < l1_needed; i++)
       h->l1[i] = be64toh (h->l1[i]);
@@ -297,6 +298,46 @@ qcow2_open (const char *path, unsigned flags)
   }
   h->file_size = st.st_size;
   if (qcow2_read_header (h, readonly) == -1)
+    goto err;
+  qcow2_l2_cache_init (h);
+  return h;
+
+ err:
+  if (h->fd >= 0)
+    close (h->fd);
+  qcow2_free (h);
+  return NULL;
+}
+
+/* Opens, read-only, the qcow2 image held in bytes [offset, offset +
+ * length) of path: a qcow2 entry read in place inside a tar bundle.
+ * name is what messages call it ("bundle.tar:disk0.qcow2"). */
+static void *
+qcow2_open_window (const char *path, uint64_t offset, uint64_t length,
+                   const char *name)
+{
+  struct qcow2 *h = xcalloc (1, sizeof *h);
+  struct stat st;
+
+  h->path = xstrdup (name);
+  h->mode = QCOW2_MODE_READONLY;
+  h->fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (h->fd == -1) {
+    p2v_error ("cannot open '%s': %m", path);
+    goto err;
+  }
+  if (fstat (h->fd, &st) == -1) {
+    p2v_error ("cannot stat '%s': %m", path);
+    goto err;
+  }
+  if (offset > (uint64_t) st.st_size || length > (uint64_t) st.st_size - offset) {
+    p2v_error ("'%s' (%" PRIu64 " bytes at offset %" PRIu64 ") is beyond "
+               "the end of '%s'", name, length, offset, path);
+    goto err;
+  }
+  h->base = offset;
+  h->file_size = length;
+  if (qcow2_read_header (h, true) == -1)
     goto err;
   qcow2_l2_cache_init (h);
   return h;
@@ -532,6 +573,7 @@ const struct p2v_format p2v_format_qcow2 = {
   .description = "QEMU copy-on-write image, versions 2 and 3",
   .probe = qcow2_probe,
   .open = qcow2_open,
+  .open_window = qcow2_open_window,
   .create = qcow2_create,
   .get_size = qcow2_get_size,
   .granularity = qcow2_granularity,

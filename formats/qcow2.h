@@ -113,6 +113,10 @@ struct qcow2 {
   int fd;
   char *path;
   enum qcow2_mode mode;
+  /* Read-only images stored inside a larger file (a qcow2 entry of a
+   * tar bundle): host offset 0 of the image is byte `base` of fd, and
+   * file_size is the window's length. */
+  uint64_t base;
   bool failed;                  /* a write failed: metadata may be stale */
   struct p2v_writeback wb;
 
