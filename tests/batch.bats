@@ -363,7 +363,7 @@ teardown() {
   fi
 }
 
-@test "batch: an ssh:// source is fetched with scp (host key checked) before convert" {
+@test "batch: ssh:// bundles (tar and directory) are fetched with scp, host key checked, then converted" {
   requires qemu-img
   requires jq
   requires scp
@@ -371,7 +371,12 @@ teardown() {
   [ -x /usr/sbin/sshd ] || skip "openssh-server is not installed"
   [ "$(id -u)" -eq 0 ] || skip "the test logs in as root to its own sshd"
   mkdir -p "$T/remote" /run/sshd
-  gen remote/disk.img 16 41
+  # A two-disk capture bundle, as a tar and as a directory (made with
+  # qemu-img and Python, independently of p2v).
+  gen src0.img 16 41
+  gen src1.img 4 42
+  "$TOP_DIR/tests/tools/make-bundle.py" make "$T/remote/bundle" "$T/src0.img" "$T/src1.img" \
+    --hostname far --tar "$T/remote/bundle.tar" >/dev/null
   ssh-keygen -q -t ed25519 -N '' -f "$T/hostkey"
   ssh-keygen -q -t ed25519 -N '' -f "$T/userkey"
   cp "$T/userkey.pub" "$T/authorized_keys"
@@ -409,24 +414,34 @@ smoke = no
 ssh-config = ssh-known.conf
 
 [far]
-source = ssh://root@127.0.0.1:$port$T/remote/disk.img
+source = ssh://root@127.0.0.1:$port$T/remote/bundle.tar
+
+[fardir]
+source = ssh://root@127.0.0.1:$port$T/remote/bundle
 
 [stranger]
-source = ssh://root@127.0.0.1:$port$T/remote/disk.img
+source = ssh://root@127.0.0.1:$port$T/remote/bundle.tar
 ssh-config = ssh-unknown.conf
 EOF
   run p2v batch "$PLAN" --dry-run
   echo "$output"
-  [ "${lines[1]}" = "{ rm -rf -- $T/out/.far.source.partial && scp -B -r -F $T/ssh-known.conf -P $port -- root@127.0.0.1:$T/remote/disk.img $T/out/.far.source.partial && mv -T -- $T/out/.far.source.partial $T/out/far.source; } >>$T/out/far.log 2>&1" ]
+  [ "${lines[1]}" = "{ rm -rf -- $T/out/.far.source.tar.partial && scp -B -r -F $T/ssh-known.conf -P $port -- root@127.0.0.1:$T/remote/bundle.tar $T/out/.far.source.tar.partial && mv -T -- $T/out/.far.source.tar.partial $T/out/far.source.tar; } >>$T/out/far.log 2>&1" ]
 
   run p2v batch "$PLAN" --jobs 2
   echo "$output"
   cat "$T/out/stranger.log"
   [ "$status" -eq 1 ]
-  [ "$(report_of far .status)" = PASS ]
-  cmp "$T/remote/disk.img" "$T/out/far.source"
-  qemu-img compare -f raw -F qcow2 "$T/remote/disk.img" "$T/out/far.qcow2"
-  jq -e '.servers[] | select(.name == "far") | .seconds.fetch > 0' "$T/out/report.json"
+  cmp "$T/remote/bundle.tar" "$T/out/far.source.tar"
+  diff -r "$T/remote/bundle" "$T/out/fardir.source"
+  for s in far fardir; do
+    [ "$(report_of $s .status)" = PASS ]
+    jq -e --arg s $s '.servers[] | select(.name == $s) | .seconds.fetch > 0' "$T/out/report.json"
+    qemu-img compare -f raw -F qcow2 "$T/src0.img" "$T/out/$s.qcow2"
+    qemu-img compare -f raw -F qcow2 "$T/src1.img" "$T/out/$s-disk1.qcow2"
+    # convert's libvirt domain is in the report and linked from the page.
+    [ "$(report_of $s .libvirt_xml)" = "$T/out/$s.xml" ]
+    grep -q "<a href=\"$s.xml\">XML</a>" "$T/out/report.html"
+  done
   # An unknown host key is refused: FAIL at fetch, nothing fetched.
   [ "$(report_of stranger .status)" = FAIL ]
   [ "$(report_of stranger .stage)" = fetch ]
