@@ -7,6 +7,8 @@ MANDIR ?= $(PREFIX)/share/man
 
 CC ?= cc
 PKGS = json-c zlib libguestfs libcrypto blkid ext2fs com_err libarchive
+# p2v batch: plans are INI files
+PKGS += inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lz -lguestfs -lcrypto -lblkid -lext2fs -lcom_err -larchive)
 

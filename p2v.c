@@ -8,6 +8,7 @@
 #include "convert.h"
 #include "inject.h"
 #include "smoke.h"
+#include "batch.h"
 
 extern const char cmd_convert_help[], cmd_verify_help[];
 
@@ -29,6 +30,8 @@ static const struct p2v_command commands[] = {
     cmd_inject_help },
   { "smoke", cmd_smoke, "boot an image in qemu and report whether it came up",
     cmd_smoke_help },
+  { "batch", cmd_batch, "run a plan of servers through convert, inject and smoke",
+    cmd_batch_help },
   { "capture", cmd_capture, "image this machine's disks (used blocks) into a bundle",
     cmd_capture_help },
   { "receive", cmd_receive, "write a bundle tar stream from stdin as a directory",
@@ -57,7 +60,7 @@ usage (FILE *f)
            "exit codes:\n"
            "  0    success\n"
            "  1    negative verdict (verify: images differ; smoke or convert:\n"
-           "       the guest did not boot)\n"
+           "       the guest did not boot; batch: a server failed)\n"
            "  2    error: bad arguments, bad input, I/O failure\n"
            "  130  interrupted (partial output removed)\n"
            "\n"

@@ -30,6 +30,7 @@ const char cmd_smoke_help[] =
   "      --mac MAC           the NIC's MAC address (default 52:54:00:12:34:56)\n"
   "      --uefi-vars FILE    OVMF NVRAM to start from (default: blank)\n"
   "  -m, --memory MIB        guest memory (default 1024)\n"
+  "      --cpus N            guest vCPUs, 1 to 64 (default 2, 1 on one core)\n"
   "      --keep-log FILE     save the serial console log to FILE\n"
   "      --json              print the report as JSON on stdout\n"
   "  -q, --quiet             no progress line\n"
@@ -70,7 +71,7 @@ int
 cmd_smoke (int argc, char **argv)
 {
   enum { OPT_FIRMWARE = 256, OPT_ACCEL, OPT_TIMEOUT, OPT_MAC, OPT_JSON,
-         OPT_KEEP_LOG, OPT_UEFI_VARS, OPT_HELP };
+         OPT_KEEP_LOG, OPT_UEFI_VARS, OPT_HELP, OPT_CPUS };
   static const struct option long_opts[] = {
     { "format", required_argument, NULL, 'f' },
     { "firmware", required_argument, NULL, OPT_FIRMWARE },
@@ -79,6 +80,7 @@ cmd_smoke (int argc, char **argv)
     { "mac", required_argument, NULL, OPT_MAC },
     { "uefi-vars", required_argument, NULL, OPT_UEFI_VARS },
     { "memory", required_argument, NULL, 'm' },
+    { "cpus", required_argument, NULL, OPT_CPUS },
     { "keep-log", required_argument, NULL, OPT_KEEP_LOG },
     { "json", no_argument, NULL, OPT_JSON },
     { "quiet", no_argument, NULL, 'q' },
@@ -128,6 +130,12 @@ cmd_smoke (int argc, char **argv)
       opts.memory_mb = mb;
       break;
     }
+    case OPT_CPUS:
+      if (parse_seconds (optarg, &opts.cpus) == -1 || opts.cpus > 64) {
+        p2v_error ("cpus '%s' is not a number from 1 to 64", optarg);
+        return P2V_EXIT_ERROR;
+      }
+      break;
     case OPT_MAC: opts.mac = optarg; break;
     case OPT_UEFI_VARS: opts.uefi_vars = optarg; break;
     case OPT_KEEP_LOG: opts.keep_log = optarg; break;

@@ -367,6 +367,7 @@ struct boot_config {
   const char *ovmf_code;        /* NULL: BIOS */
   const char *cpu;              /* -cpu model; NULL: by accelerator */
   unsigned memory_mb;
+  unsigned cpus;                /* 0: 2, or 1 on a one-core host */
   bool kvm;
 };
 
@@ -421,7 +422,10 @@ qemu_argv (const struct smoke_run *run, const struct boot_config *bc)
   argv_add (&v, "-m");
   argv_addf (&v, "%u", bc->memory_mb);
   argv_add (&v, "-smp");
-  argv_addf (&v, "%ld", cpus >= 2 ? 2L : 1L);
+  if (bc->cpus)
+    argv_addf (&v, "%u", bc->cpus);
+  else
+    argv_addf (&v, "%ld", cpus >= 2 ? 2L : 1L);
   argv_add (&v, "-no-reboot");
   argv_add (&v, "-chardev");
   argv_addf (&v, "file,id=console,path=%s", con);
@@ -708,6 +712,7 @@ smoke_image (const char *image, const struct p2v_smoke_opts *opts,
 
   bc.mac = opts->mac ? opts->mac : P2V_SMOKE_DEFAULT_MAC;
   bc.memory_mb = opts->memory_mb ? opts->memory_mb : P2V_SMOKE_DEFAULT_MEMORY;
+  bc.cpus = opts->cpus;
   if (!valid_mac (bc.mac))
     return p2v_error ("MAC address '%s' is not of the form 52:54:00:12:34:56", bc.mac);
   if (opts->format && !*opts->format)

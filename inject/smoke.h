@@ -35,6 +35,7 @@ struct p2v_smoke_opts {
   const char *keep_log;         /* copy the console log here; NULL: don't */
   const char *uefi_vars;        /* OVMF NVRAM to start from; NULL: blank */
   unsigned memory_mb;           /* 0: P2V_SMOKE_DEFAULT_MEMORY */
+  unsigned cpus;                /* vCPUs; 0: 2, or 1 on a one-core host */
   bool progress;                /* one-line status on stderr while it runs */
 };
 

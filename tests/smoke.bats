@@ -108,6 +108,9 @@ jqr() {
   run p2v smoke "$T/disk.img" --timeout 0
   [ "$status" -eq 2 ]
   [[ "$output" == "p2v: timeout '0' is not"* ]]
+  run p2v smoke "$T/disk.img" --cpus 65
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: cpus '65' is not a number from 1 to 64" ]
   run p2v smoke "$T/disk.img" --mac 52:54:00:12:34
   [ "$status" -eq 2 ]
   [ "$output" = "p2v: MAC address '52:54:00:12:34' is not of the form 52:54:00:12:34:56" ]
