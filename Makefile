@@ -10,7 +10,7 @@ PKGS = json-c zlib libguestfs libcrypto blkid ext2fs com_err libarchive
 # p2v batch: plans are INI files
 PKGS += inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lz -lguestfs -lcrypto -lblkid -lext2fs -lcom_err -larchive)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lz -lguestfs -lcrypto -lblkid -lext2fs -lcom_err -larchive -linih)
 
 WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wno-format-nonliteral \
        -Wmissing-prototypes -Wstrict-prototypes
