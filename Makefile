@@ -6,20 +6,20 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 
 CC ?= cc
-PKGS = json-c zlib libguestfs libcrypto
+PKGS = json-c zlib libguestfs libcrypto blkid ext2fs com_err libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lz -lguestfs -lcrypto)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljson-c -lz -lguestfs -lcrypto -lblkid -lext2fs -lcom_err -larchive)
 
 WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wno-format-nonliteral \
        -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
-             -I. -Icommon -Iformats -Iconvert -Iinject $(PKG_CFLAGS) -pthread
+             -I. -Icommon -Iformats -Iconvert -Iinject -Icapture $(PKG_CFLAGS) -pthread
 LIBS = $(PKG_LIBS) -pthread
 
 # Everything but the entry point goes into a static library that the
 # unit tests link too.
-LIB_SRCS = $(wildcard common/*.c formats/*.c convert/*.c inject/*.c)
+LIB_SRCS = $(wildcard common/*.c formats/*.c convert/*.c inject/*.c capture/*.c)
 LIB_OBJS = $(LIB_SRCS:.c=.o)
 UNIT_SRCS = $(wildcard tests/unit/test-*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
@@ -28,7 +28,7 @@ UNIT_BINS = $(UNIT_SRCS:.c=)
 
 all: p2v tests/tools/gen-image
 
-%.o: %.c $(wildcard common/*.h formats/*.h convert/*.h inject/*.h)
+%.o: %.c $(wildcard common/*.h formats/*.h convert/*.h inject/*.h capture/*.h)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 libp2v.a: $(LIB_OBJS)
@@ -47,8 +47,11 @@ tests/tools/gen-image: tests/tools/gen-image.c
 check-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
+# Test files run two at a time (most of their time is one TCG vCPU each);
+# the tests inside a file stay in order.  BATS_JOBS=1 runs them serially.
+BATS_JOBS ?= 2
 check-bats: p2v tests/tools/gen-image
-	PATH="$(CURDIR):$$PATH" bats tests/
+	PATH="$(CURDIR):$$PATH" bats $(if $(filter-out 1,$(BATS_JOBS)),--jobs $(BATS_JOBS) --no-parallelize-within-files) --timing tests/
 
 check: all check-unit check-bats
 
@@ -57,7 +60,7 @@ check: all check-unit check-bats
 ASAN_DIR = .asan-build
 check-asan:
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
-	cp -r common formats convert inject tests p2v.c Makefile $(ASAN_DIR)/
+	cp -r common formats convert inject capture tests p2v.c Makefile $(ASAN_DIR)/
 	$(MAKE) -C $(ASAN_DIR) check-unit \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LIBS="$(LIBS) -fsanitize=address,undefined"

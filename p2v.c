@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "capture.h"
 #include "common.h"
 #include "convert.h"
 #include "inject.h"
@@ -28,6 +29,10 @@ static const struct p2v_command commands[] = {
     cmd_inject_help },
   { "smoke", cmd_smoke, "boot an image in qemu and report whether it came up",
     cmd_smoke_help },
+  { "capture", cmd_capture, "image this machine's disks (used blocks) into a bundle",
+    cmd_capture_help },
+  { "receive", cmd_receive, "write a bundle tar stream from stdin as a directory",
+    cmd_receive_help },
 };
 
 static void

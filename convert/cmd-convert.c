@@ -38,6 +38,7 @@ const char cmd_convert_help[] =
   "      --no-inject         copy only: leave the guest as it is\n"
   "      --no-smoke          do not boot the result\n"
   "      --mac MAC           the NIC MAC the VM will have (inject, smoke)\n"
+  "      --remove-agents     also uninstall hardware agents (as inject)\n"
   "      --accel auto|kvm|tcg  accelerator for libguestfs and qemu\n"
   "      --json              print a JSON summary on stdout\n"
   "  -q, --quiet             no progress meter or summary\n"
@@ -155,7 +156,7 @@ int
 cmd_convert (int argc, char **argv)
 {
   enum { OPT_FORCE = 256, OPT_JSON, OPT_CLUSTER_SIZE, OPT_HELP,
-         OPT_NO_INJECT, OPT_NO_SMOKE, OPT_MAC, OPT_ACCEL };
+         OPT_NO_INJECT, OPT_NO_SMOKE, OPT_MAC, OPT_ACCEL, OPT_REMOVE_AGENTS };
   static const struct option long_opts[] = {
     { "output", required_argument, NULL, 'o' },
     { "format", required_argument, NULL, 'f' },
@@ -168,6 +169,7 @@ cmd_convert (int argc, char **argv)
     { "no-inject", no_argument, NULL, OPT_NO_INJECT },
     { "no-smoke", no_argument, NULL, OPT_NO_SMOKE },
     { "mac", required_argument, NULL, OPT_MAC },
+    { "remove-agents", no_argument, NULL, OPT_REMOVE_AGENTS },
     { "accel", required_argument, NULL, OPT_ACCEL },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, OPT_HELP },
@@ -179,6 +181,7 @@ cmd_convert (int argc, char **argv)
   struct p2v_copy_stats stats;
   bool force = false, json = false, quiet = false, in_place = false;
   bool do_inject = true, do_smoke = true, smoke_ran = false;
+  bool remove_agents = false;
   const char *mac = NULL, *accel = NULL;
   struct p2v_smoke_result smoke = { 0 };
   struct p2v_image *src = NULL, *dst = NULL;
@@ -228,6 +231,7 @@ cmd_convert (int argc, char **argv)
     case OPT_NO_INJECT: do_inject = false; break;
     case OPT_NO_SMOKE: do_smoke = false; break;
     case OPT_MAC: mac = optarg; break;
+    case OPT_REMOVE_AGENTS: remove_agents = true; break;
     case OPT_ACCEL:
       if (strcmp (optarg, "auto") && strcmp (optarg, "kvm") && strcmp (optarg, "tcg")) {
         p2v_error ("accelerator '%s' is not auto, kvm or tcg", optarg);
@@ -307,6 +311,7 @@ cmd_convert (int argc, char **argv)
   if (do_inject) {
     struct p2v_inject_opts iopts = {
       .mac = mac, .format = out_format, .accel = accel, .quiet = quiet || json,
+      .remove_agents = remove_agents,
     };
     if (inject_image (tmp, &iopts) == -1)
       goto fail;

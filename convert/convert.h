@@ -17,6 +17,16 @@ struct p2v_copy_opts {
   bool compress;                /* needs a destination that can compress */
   int compress_level;           /* -1: the format's default */
   bool progress;                /* draw a meter on a TTY */
+  /* Capture and resume (optional, zero: off). */
+  const char *progress_label;   /* NULL: "converting" */
+  uint64_t start;               /* copy only [start, size): a resumed copy;
+                                 * a multiple of 1 MiB */
+  /* Called by the writer thread, in increasing offset order, after each
+   * stretch [offset, offset + len) is written; buf holds its guest bytes,
+   * or is NULL when they are all zero.  Returning -1 stops the copy. */
+  int (*written) (void *opaque, uint64_t offset, const void *buf,
+                  uint64_t len);
+  void *written_opaque;
 };
 
 struct p2v_copy_stats {

@@ -3,6 +3,7 @@
  * compress; the calling thread writes finished chunks strictly in order.
  * Memory is bounded by the ring of slots, never by the disk size. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,8 @@ struct slot {
   uint64_t seq;
   uint64_t offset, len;
   bool all_zero;                /* a zero run: no buffer, any length */
-  uint8_t *buf;                 /* chunk bytes */
+  uint8_t *buf;                 /* chunk bytes, when read with pread */
+  const uint8_t *data;          /* the chunk's bytes: buf or the source's map */
   uint8_t *cbuf;                /* compressed unit i at i * unit */
   uint8_t *kind;                /* enum unit_kind per unit */
   uint32_t *clen;               /* compressed length per unit */
@@ -88,9 +90,12 @@ reader_fill (struct engine *e, struct slot *s, uint64_t off, uint64_t end)
   size_t nunits = DIV_ROUND_UP (end - off, e->unit);
   uint64_t pos = off;
 
+  const uint8_t *map = image_map (e->src, off, end - off);
+
   s->offset = off;
   s->len = end - off;
   s->all_zero = false;
+  s->data = map ? map : s->buf;
   memset (s->kind, UNIT_ZERO, nunits);
 
   while (pos < end) {
@@ -100,13 +105,13 @@ reader_fill (struct engine *e, struct slot *s, uint64_t off, uint64_t end)
     if (image_block_status (e->src, pos, end - pos, &pnum, &flags) == -1)
       return -1;
     if (flags & P2V_STATUS_DATA) {
-      if (image_pread (e->src, s->buf + (pos - off), pnum, pos) == -1)
+      if (!map && image_pread (e->src, s->buf + (pos - off), pnum, pos) == -1)
         return -1;
       e->stats->bytes_read += pnum;
       memset (s->kind + (pos - off) / e->unit, UNIT_UNKNOWN,
               (pos + pnum - 1 - off) / e->unit - (pos - off) / e->unit + 1);
     }
-    else
+    else if (!map)
       memset (s->buf + (pos - off), 0, pnum);
     pos += pnum;
   }
@@ -118,7 +123,7 @@ reader_thread (void *arg)
 {
   struct engine *e = arg;
   uint64_t size = e->src->size;
-  uint64_t off = 0;
+  uint64_t off = P2V_MIN (e->opts->start, size);
 
   while (off < size) {
     uint64_t end = P2V_MIN (off + e->chunk, size);
@@ -170,7 +175,7 @@ worker_process (struct engine *e, struct slot *s)
 
   for (size_t i = 0; i < nunits; i++) {
     size_t ulen = P2V_MIN ((uint64_t) e->unit, s->len - i * e->unit);
-    uint8_t *p = s->buf + i * e->unit;
+    const uint8_t *p = s->data + i * e->unit;
 
     if (s->kind[i] == UNIT_ZERO)
       continue;
@@ -275,7 +280,7 @@ writer_write (struct engine *e, struct slot *s)
         return -1;
     }
     else {
-      if (image_pwrite (e->dst, s->buf + i * e->unit, len, off) == -1)
+      if (image_pwrite (e->dst, s->data + i * e->unit, len, off) == -1)
         return -1;
       e->stats->bytes_plain += len;
     }
@@ -291,7 +296,8 @@ writer_loop (struct engine *e)
   int r = -1;
 
   if (e->opts->progress)
-    prog = progress_new ("converting", e->src->size);
+    prog = progress_new (e->opts->progress_label ? e->opts->progress_label
+                         : "converting", e->src->size);
 
   for (;;) {
     struct slot *s;
@@ -312,10 +318,16 @@ writer_loop (struct engine *e)
     }
     pthread_mutex_unlock (&e->lock);
 
-    if (writer_write (e, s) == -1) {
+    if (writer_write (e, s) == -1
+        || (e->opts->written
+            && e->opts->written (e->opts->written_opaque, s->offset,
+                                 s->all_zero ? NULL : s->buf,
+                                 s->len) == -1)) {
       engine_fail (e);
       goto out;
     }
+    if (!s->all_zero && s->data != s->buf)
+      image_unmap (e->src, s->offset, s->len);
     progress_update (prog, s->offset + s->len);
 
     pthread_mutex_lock (&e->lock);
@@ -357,6 +369,9 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
 
   memset (stats, 0, sizeof *stats);
   stats->size = src->size;
+  if (opts->start % CHUNK_SIZE)
+    return p2v_error ("copy start %" PRIu64 " is not a multiple of 1 MiB",
+                      opts->start);
   if (dst->size < src->size)
     return p2v_error ("'%s' is smaller than '%s'", dst->path, src->path);
   if (opts->compress && !image_can_compress (dst))

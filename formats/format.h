@@ -42,6 +42,13 @@ struct p2v_format {
   bool (*has_zero_init) (void *h);
 
   int (*pread) (void *h, void *buf, size_t count, uint64_t offset);
+  /* Optional, read-only images: a pointer to count bytes at offset that
+   * stays valid until close, so the engine can read without copying.
+   * NULL (without an error) means "use pread". */
+  const void *(*map) (void *h, uint64_t offset, size_t count);
+  /* Optional: the caller is done with a view from map; the driver may
+   * drop it from the process's memory (the page cache keeps it). */
+  void (*unmap) (void *h, uint64_t offset, size_t count);
   int (*pwrite) (void *h, const void *buf, size_t count, uint64_t offset);
   /* Optional: make the range read as zeros. */
   int (*zero) (void *h, uint64_t count, uint64_t offset);
@@ -97,6 +104,10 @@ int image_pread (struct p2v_image *img, void *buf, size_t count,
                  uint64_t offset);
 int image_pwrite (struct p2v_image *img, const void *buf, size_t count,
                   uint64_t offset);
+/* Zero-copy view of [offset, offset+count) or NULL when the driver has
+ * none; see struct p2v_format's map. */
+const void *image_map (struct p2v_image *img, uint64_t offset, size_t count);
+void image_unmap (struct p2v_image *img, uint64_t offset, size_t count);
 int image_zero (struct p2v_image *img, uint64_t count, uint64_t offset);
 int image_block_status (struct p2v_image *img, uint64_t offset,
                         uint64_t count, uint64_t *pnum, unsigned *flags);

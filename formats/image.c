@@ -144,6 +144,22 @@ image_pread (struct p2v_image *img, void *buf, size_t count, uint64_t offset)
   return img->drv->pread (img->h, buf, count, offset);
 }
 
+const void *
+image_map (struct p2v_image *img, uint64_t offset, size_t count)
+{
+  if (!img->drv->map || !img->readonly
+      || offset > img->size || count > img->size - offset)
+    return NULL;
+  return img->drv->map (img->h, offset, count);
+}
+
+void
+image_unmap (struct p2v_image *img, uint64_t offset, size_t count)
+{
+  if (img->drv->unmap)
+    img->drv->unmap (img->h, offset, count);
+}
+
 int
 image_pwrite (struct p2v_image *img, const void *buf, size_t count,
               uint64_t offset)

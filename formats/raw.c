@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,9 @@ struct raw_handle {
   bool can_seek_data;
   bool can_punch;
   struct p2v_writeback wb;
+  bool readonly;
+  const uint8_t *map;           /* whole-file read-only mapping, or NULL */
+  bool map_failed;
 };
 
 static int
@@ -83,8 +87,10 @@ raw_open (const char *path, unsigned flags)
     close (fd);
     return NULL;
   }
-  if (flags & P2V_OPEN_READONLY)
+  if (flags & P2V_OPEN_READONLY) {
+    h->readonly = true;
     posix_fadvise (fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  }
   return h;
 }
 
@@ -250,12 +256,57 @@ raw_flush (void *hv)
   return 0;
 }
 
+/* Reading a regular file through one shared read-only mapping saves the
+ * copy from the page cache into a buffer that pread costs: the engine
+ * scans for zeros and hands the mapped pages straight to the writer.
+ * Block devices keep pread (their size may change under us, and a
+ * capture wants the engine's bounded reads).  A file truncated by
+ * someone else while we read it would raise SIGBUS, as it does for any
+ * mapping reader (cp, rsync); sources are images nobody is writing. */
+static const void *
+raw_map (void *hv, uint64_t offset, size_t count)
+{
+  struct raw_handle *h = hv;
+
+  (void) count;
+  if (!h->readonly || h->is_block || h->map_failed || h->size == 0
+      || h->size > SIZE_MAX)
+    return NULL;
+  if (!h->map) {
+    void *m = mmap (NULL, h->size, PROT_READ, MAP_SHARED, h->fd, 0);
+    if (m == MAP_FAILED) {
+      h->map_failed = true;
+      return NULL;
+    }
+    (void) madvise (m, h->size, MADV_SEQUENTIAL);
+    h->map = m;
+  }
+  return h->map + offset;
+}
+
+/* Keep the resident set bounded as a pread buffer would: drop the pages
+ * of a finished view from our page tables (they stay in the page cache). */
+static void
+raw_unmap (void *hv, uint64_t offset, size_t count)
+{
+  struct raw_handle *h = hv;
+  uint64_t page = (uint64_t) sysconf (_SC_PAGESIZE);
+  uint64_t start = offset - offset % page;
+
+  if (!h->map || count == 0)
+    return;
+  (void) madvise ((void *) (h->map + start), offset + count - start,
+                  MADV_DONTNEED);
+}
+
 static int
 raw_close (void *hv)
 {
   struct raw_handle *h = hv;
   int r = 0;
 
+  if (h->map)
+    munmap ((void *) h->map, h->size);
   if (close (h->fd) == -1)
     r = p2v_error ("cannot close '%s': %m", h->path);
   free (h->path);
@@ -273,6 +324,8 @@ const struct p2v_format p2v_format_raw = {
   .granularity = raw_granularity,
   .has_zero_init = raw_has_zero_init,
   .pread = raw_pread,
+  .map = raw_map,
+  .unmap = raw_unmap,
   .pwrite = raw_pwrite,
   .zero = raw_zero,
   .block_status = raw_block_status,

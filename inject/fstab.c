@@ -37,6 +37,23 @@ is_comment_or_blank (const char *line, size_t len)
   return p == line + len || *p == '#';
 }
 
+/* Copy one line to out, with the old name at [at, at + oldlen) replaced
+ * by spec when there is one, and its newline if it had one. */
+static void
+emit_line (struct p2v_strbuf *out, const char *line, size_t len, bool nl,
+           const char *at, size_t oldlen, const char *spec)
+{
+  if (spec) {
+    sb_addn (out, line, at - line);
+    sb_add (out, spec);
+    sb_addn (out, at + oldlen, len - (at - line) - oldlen);
+  }
+  else
+    sb_addn (out, line, len);
+  if (nl)
+    sb_add (out, "\n");
+}
+
 char *
 spec_table_rewrite (const char *text, unsigned field, unsigned context_field,
                     p2v_resolve_fn resolve, void *opaque,
@@ -47,8 +64,8 @@ spec_table_rewrite (const char *text, unsigned field, unsigned context_field,
   const char *line;
 
   while (text_next_line (text, &pos, &line, &len)) {
-    const char *f, *ctx;
-    size_t flen, ctxlen;
+    const char *f = NULL, *ctx;
+    size_t flen = 0, ctxlen;
     char *name = NULL, *spec = NULL;
     bool nl = line[len] == '\n';
 
@@ -60,11 +77,9 @@ spec_table_rewrite (const char *text, unsigned field, unsigned context_field,
       if (devname_is_unstable (name))
         spec = resolve (name, opaque);
     }
+    emit_line (&out, line, len, nl, f, flen, spec);
     if (spec) {
       char *why, *context;
-      sb_addn (&out, line, f - line);
-      sb_add (&out, spec);
-      sb_addn (&out, f + flen, len - (f - line) - flen);
       if (find_field (line, len, context_field, &ctx, &ctxlen))
         context = ctxlen == 4 && strncmp (ctx, "none", 4) == 0
           ? strdup ("swap") : strndup (ctx, ctxlen);
@@ -77,10 +92,6 @@ spec_table_rewrite (const char *text, unsigned field, unsigned context_field,
       free (why);
       free (context);
     }
-    else
-      sb_addn (&out, line, len);
-    if (nl)
-      sb_add (&out, "\n");
     free (name);
     free (spec);
   }
@@ -119,20 +130,14 @@ shellvar_device_rewrite (const char *text, const char *var,
       if (devname_is_unstable (name))
         spec = resolve (name, opaque);
     }
+    emit_line (&out, line, len, nl, v, vend - v, spec);
     if (spec) {
       char *before = xasprintf ("%s=%s", var, name);
       char *after = xasprintf ("%s=%s", var, spec);
-      sb_addn (&out, line, v - line);
-      sb_add (&out, spec);
-      sb_addn (&out, vend, end - vend);
       edits_add (edits, before, after, devname_why (name));
       free (before);
       free (after);
     }
-    else
-      sb_addn (&out, line, len);
-    if (nl)
-      sb_add (&out, "\n");
     free (name);
     free (spec);
   }

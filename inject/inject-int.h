@@ -317,6 +317,7 @@ struct p2v_facts {
     char *defaults;             /* /etc/default/grub */
     char *mkconfig, *install;   /* guest programs */
     char *install_device;       /* BIOS: the boot disk (appliance name) */
+    char *install_fs_uuid;      /* BIOS: UUID of the fs on /boot (or /) */
     char *esp;                  /* UEFI: where the ESP is mounted */
     char *efi_dir;              /* UEFI: EFI/debian, EFI/fedora... */
     char *efi_fallback;         /* EFI/BOOT/BOOTX64.EFI if present */

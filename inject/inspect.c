@@ -401,6 +401,10 @@ find_boot_loader (struct p2v_guest *gs, struct p2v_facts *f)
     if (!boot_dev)
       boot_dev = f->root_device;
     f->boot.install_device = disk_of (gs, f, boot_dev);
+    for (size_t i = 0; boot_dev && i < f->nfs; i++)
+      if (f->fs[i].uuid && f->fs[i].device
+          && strcmp (f->fs[i].device, boot_dev) == 0)
+        f->boot.install_fs_uuid = xstrdup (f->fs[i].uuid);
   }
 }
 
@@ -802,6 +806,7 @@ facts_free (struct p2v_facts *f)
   free (f->boot.mkconfig);
   free (f->boot.install);
   free (f->boot.install_device);
+  free (f->boot.install_fs_uuid);
   free (f->boot.esp);
   free (f->boot.efi_dir);
   free (f->boot.efi_fallback);

@@ -502,15 +502,25 @@ plan_boot_commands (struct planner *P)
     free (after);
     if (strcmp (f->firmware, "bios") == 0 && f->boot.install
         && f->boot.install_device) {
-      static const char *const ikeys[] = { "install", "disk", NULL };
-      const char *ivalues[] = { f->boot.install, f->boot.install_device, NULL };
+      static const char *const ikeys[] = { "install", "disk", "uuid", NULL };
+      const char *ivalues[] = { f->boot.install, f->boot.install_device,
+                                f->boot.install_fs_uuid, NULL };
       char *before = xasprintf ("boot code of the physical server");
       c = plan_add (P->plan, CHANGE_COMMAND, f->boot.install_device, before,
                     "GRUB reinstalled by the guest's grub-install",
                     "the boot sector and core image match the regenerated "
                     "grub.cfg");
-      c->command = template_expand ("{install} --target=i386-pc {disk}",
-                                    ikeys, ivalues);
+      /* libguestfs translates device names in its API calls, not inside
+       * commands: in the appliance the guest's disk may be /dev/sdb when
+       * the appliance's own disk took sda.  So the command finds, when it
+       * runs, the disk holding the partition with the boot file system's
+       * UUID, and keeps libguestfs's name for anything else (LVM, md). */
+      c->command = template_expand (f->boot.install_fs_uuid
+        ? "disk={disk}; p=$(readlink -f /dev/disk/by-uuid/{uuid}) && "
+          "[ -e \"/sys/class/block/${p##*/}/partition\" ] && "
+          "disk=/dev/$(basename \"$(readlink -f \"/sys/class/block/${p##*/}/..\")\"); "
+          "{install} --target=i386-pc \"$disk\""
+        : "{install} --target=i386-pc {disk}", ikeys, ivalues);
       free (before);
     }
   }

@@ -34,9 +34,11 @@ setup_file() {
   [ -z "$(plan /boot/grub/grub.cfg)" ]
 }
 
-@test "inject: applies the plan" {
-  step_ok inject
-  grep -q '^inject: [0-9]* changes applied$' "$D/inject.out"
+@test "convert: injects the copy (the plan applied, logged in the guest)" {
+  step_ok convert
+  [ "$(jq -r .injected "$D/convert.out")" = true ]
+  step_ok dump
+  section "$D/dump.out" log | grep -q 'done: [0-9]* of [0-9]* changes applied'
   sed 's/^/# /' "$D/times" >&3
 }
 
@@ -57,9 +59,7 @@ setup_file() {
   [ "$(cat "$D/sha.before-second")" = "$(cat "$D/sha.after-second")" ]
 }
 
-@test "the injected server boots on virtio" {
-  requires qemu-system-x86_64
-  run "$FIXTURES/boot-check.sh" "$D/server.img" virtio bios 900
-  echo "$output"
-  [ "$status" -eq 0 ]
+@test "p2v convert: the converted server passes smoke on virtio, eno1 up on its MAC and address" {
+  convert_smoke_passed
+  [ "$(jq -r .smoke.firmware "$D/convert.out")" = bios ]
 }

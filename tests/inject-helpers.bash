@@ -91,13 +91,34 @@ step_ok() {
   [ "$(cat "$D/$1.rc")" -eq 0 ] || { cat "$D/$1.out" "$D/$1.err"; false; }
 }
 
-# inject_flow: inspect --json, inject, a second inject (with the hashes
-# around it) and a guest dump of $D/server.img.
+# inject_flow: the whole pipeline as a user runs it: inspect --json of
+# $D/server.img, then `p2v convert` (copy + inject + smoke) of it into
+# $D/server.qcow2 with the fixture's MAC, then a second inject (with the
+# hashes around it) and a guest dump of the converted image.
 inject_flow() {
   step inspect p2v inspect --json "$D/server.img"
-  step inject p2v inject "$D/server.img"
-  sha "$D/server.img" >"$D/sha.before-second"
-  step inject2 p2v inject "$D/server.img"
-  sha "$D/server.img" >"$D/sha.after-second"
-  step dump guest_sh "$D/server.img" "$GUEST_DUMP"
+  step convert p2v convert --json --mac "$(side "$D/server.img" mac)" \
+    "$D/server.img" -o "$D/server.qcow2"
+  sha "$D/server.qcow2" >"$D/sha.before-second"
+  step inject2 p2v inject "$D/server.qcow2"
+  sha "$D/server.qcow2" >"$D/sha.after-second"
+  step dump guest_sh "$D/server.qcow2" "$GUEST_DUMP"
+}
+
+# convert_smoke_passed: the convert step injected the copy and its smoke
+# test passed: multi-user, / on the virtio disk, the fixture's NIC up on
+# virtio_net with the MAC it was given and its static address.
+convert_smoke_passed() {
+  local j="$D/convert.out" nic mac ip
+  nic=$(side "$D/server.img" nic); mac=$(side "$D/server.img" mac)
+  ip=$(side "$D/server.img" ip)
+  step_ok convert
+  [ "$(jq -r .injected "$j")" = true ]
+  [ "$(jq -r .smoke.verdict "$j")" = pass ]
+  [[ "$(jq -r .smoke.root_source "$j")" == /dev/vda* ]]
+  [[ "$(jq -r .smoke.target "$j")" =~ ^(multi-user|graphical)\.target$ ]]
+  jq -e --arg n "$nic" --arg m "$mac" --arg ip "$ip" \
+    '.smoke.interfaces[] | select(.name == $n) | .mac == $m and .state == "up" and .driver == "virtio_net" and (.ipv4 | index($ip))' \
+    "$j" >/dev/null
+  echo "# convert + inject + smoke: $(grep '^convert:' "$D/times"), smoke boot $(jq -r .smoke.seconds "$j") s" >&3
 }
