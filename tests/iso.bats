@@ -9,6 +9,11 @@
 
 load helpers
 
+teardown() {
+  [ -z "${LOOP:-}" ] || losetup -d "$LOOP" 2>/dev/null || true
+  [ -z "${T:-}" ] || rm -rf "$T"
+}
+
 setup_file() {
   command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed"
   command -v grub-mkrescue >/dev/null || skip "grub-mkrescue is not installed (.ci/install-deps)"
@@ -271,7 +276,24 @@ headless_boot() {
     debugfs -R "rdump /bundles/server1 $SHARED" "$SHARED/tgt.raw"
     mv "$SHARED/server1" "$SHARED/bundle"
     [ -f "$SHARED/bundle/manifest.json" ]
-    jq -e '.disks | length == 1' "$SHARED/bundle/manifest.json"
+    jq -e '.complete == true and (.disks | length == 1) and .disks[0].file == "disk0.qcow2"' "$SHARED/bundle/manifest.json"
+    jq -e '.nics[] | select(.mac == "52:54:00:12:34:56")' "$SHARED/bundle/manifest.json"
+    # The captured disk, checked with independent tools: a clean qcow2 of
+    # the source's size and partition table, whose root file system passes
+    # e2fsck and holds the server's files.
+    qcow2_clean "$SHARED/bundle/disk0.qcow2"
+    [ "$(qemu-img info --output=json "$SHARED/bundle/disk0.qcow2" | jq '.["virtual-size"]')" -eq "$(stat -c %s "$FIXTURE")" ]
+    qemu-img convert -O raw "$SHARED/bundle/disk0.qcow2" "$T/disk0.raw"
+    [ "$(sfdisk -J "$T/disk0.raw" | jq -c '[.partitiontable.partitions[] | [.start, .size, .type]]')" = \
+      "$(sfdisk -J "$FIXTURE" | jq -c '[.partitiontable.partitions[] | [.start, .size, .type]]')" ]
+    local start size
+    start="$(sfdisk -J "$T/disk0.raw" | jq '.partitiontable.partitions[0].start')"
+    size="$(sfdisk -J "$T/disk0.raw" | jq '.partitiontable.partitions[0].size')"
+    LOOP="$(losetup -r -f --show -o $((start * 512)) --sizelimit $((size * 512)) "$T/disk0.raw")"
+    e2fsck -fn "$LOOP"
+    [ "$(debugfs -R 'cat /etc/hostname' "$LOOP" 2>/dev/null)" = p2v-debian-bios ]
+    losetup -d "$LOOP"
+    LOOP=""
   else
     # p2v capture is not merged yet: everything up to the call is checked.
     grep -q "p2v-live: error: this p2v binary has no 'capture' command" "$T/console.txt"
@@ -285,10 +307,14 @@ headless_boot() {
 
 @test "iso: the bundle captured by the ISO converts, and the result boots (smoke)" {
   p2v help capture >/dev/null 2>&1 || skip "p2v capture is not merged yet: the ISO run stops at the call (checked above)"
+  p2v help convert 2>&1 | grep -qi bundle ||
+    skip "p2v convert does not read capture bundles yet (formats/bundle.c is not merged)"
   [ -f "$SHARED/bundle/manifest.json" ] || skip "the headless capture test did not leave a bundle"
-  run p2v verify "$SHARED/bundle"
-  echo "$output"
-  [ "$status" -eq 0 ]
+  if p2v help verify 2>&1 | grep -qi bundle; then
+    run p2v verify "$SHARED/bundle"
+    echo "$output"
+    [ "$status" -eq 0 ]
+  fi
   P2V_ACCEL=tcg run p2v convert "$SHARED/bundle" -o "$T/server.qcow2"
   echo "$output"
   [ "$status" -eq 0 ]
