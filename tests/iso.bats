@@ -11,6 +11,7 @@ load helpers
 
 teardown() {
   [ -z "${LOOP:-}" ] || losetup -d "$LOOP" 2>/dev/null || true
+  [ -z "${SSHD_PID:-}" ] || kill "$SSHD_PID" 2>/dev/null || true
   [ -z "${T:-}" ] || rm -rf "$T"
 }
 
@@ -303,6 +304,60 @@ headless_boot() {
   grep -qE '^sda +3\.0 GiB +QEMU HARDDISK +\[sda1:ext4 sda2:swap\]' "$T/log"
   grep -qE '^eth0 +e1000e +52:54:00:12:34:56' "$T/log"
   grep -q 'RESULT: capture' "$T/log"
+}
+
+@test "iso: headless capture over ssh:// with the key and known_hosts read from a second disk" {
+  p2v help capture >/dev/null 2>&1 || skip "p2v capture is not merged yet"
+  requires sshd
+  command -v /usr/sbin/sshd >/dev/null || skip "openssh-server is not installed"
+  # An sshd on the host's loopback; the guest reaches it as 10.0.2.2 (qemu
+  # user networking, DHCP from qemu).
+  mkdir -p /run/sshd "$T/ssh" "$T/keys"
+  ssh-keygen -q -t ed25519 -N '' -f "$T/ssh/host_key"
+  ssh-keygen -q -t ed25519 -N '' -f "$T/keys/id"
+  cp "$T/keys/id.pub" "$T/ssh/authorized_keys"
+  local port
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  cat > "$T/ssh/sshd_config" <<CONF
+ListenAddress 127.0.0.1
+Port $port
+HostKey $T/ssh/host_key
+AuthorizedKeysFile $T/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $T/ssh/sshd.pid
+CONF
+  /usr/sbin/sshd -D -e -f "$T/ssh/sshd_config" 2> "$T/ssh/sshd.log" 3>&- &
+  SSHD_PID=$!
+  echo "[10.0.2.2]:$port $(cut -d' ' -f1,2 "$T/ssh/host_key.pub")" > "$T/keys/known_hosts"
+  # The keys on a small ext4 "USB stick" (the ISO itself is read-only).
+  mkfs.ext4 -q -L P2V-KEYS -d "$T/keys" "$T/keys.img" 16M
+  # The source: a small data disk (the transport is under test here; the
+  # server disk over ssh in TCG takes minutes of guest-side encryption).
+  mkdir -p "$T/data/etc"
+  echo data-disk > "$T/data/etc/hostname"
+  head -c 8M /dev/urandom > "$T/data/payload"
+  mkfs.ext4 -q -L DATA -d "$T/data" "$T/data.img" 64M
+  qemu-img create -q -f qcow2 -b "$T/data.img" -F raw "$T/src.qcow2"
+  # shellcheck disable=SC2046
+  run iso_qemu "$T/console.log" 400 -kernel "$ISO_DIR/vmlinuz" -initrd "$ISO_DIR/initrd.img" \
+    -append "console=ttyS0,115200 ip=dhcp p2v.target=ssh://root@10.0.2.2:$port$T/remote p2v.disks=sda p2v.ssh_key=LABEL=P2V-KEYS:/id p2v.known_hosts=/dev/vda:/known_hosts p2v.remote_p2v=$TOP_DIR/p2v p2v.post=poweroff" \
+    -netdev user,id=n0 -device e1000e,netdev=n0,mac=52:54:00:12:34:56,romfile= \
+    $(source_args "$T/src.qcow2") \
+    -drive "file=$T/keys.img,format=raw,if=none,id=keys,readonly=on" -device virtio-blk-pci,drive=keys
+  console_text "$T/console.log" > "$T/console.txt"
+  echo "--- console (end)"; tail -25 "$T/console.txt"
+  [ "$status" -eq 0 ]
+  grep -q "p2v-live: RESULT: capture succeeded: sda -> ssh://root@10.0.2.2:$port$T/remote" "$T/console.txt"
+  source_untouched "$T/src.qcow2"
+  jq -e '.complete == true and (.disks | length == 1)' "$T/remote/manifest.json"
+  qcow2_clean "$T/remote/disk0.qcow2"
+  # Every block arrived: the image reads the same as the source.
+  qemu-img compare -f qcow2 -F raw "$T/remote/disk0.qcow2" "$T/data.img"
+  grep -q 'RESULT: capture succeeded' "$T/remote/p2v-capture.log"
 }
 
 @test "iso: the bundle captured by the ISO converts, and the result boots (smoke)" {
