@@ -84,6 +84,12 @@ demo: p2v
 	  ./p2v convert "$$img" -o example/server.qcow2 --compress --force
 	qemu-img check example/server.qcow2
 
+# The bootable capture ISO: iso/build-iso.sh, cached in /var/cache/p2v-iso.
+.PHONY: iso
+iso: p2v
+	iso/build-iso.sh -o p2v-capture.iso
+
 clean:
 	rm -f p2v p2v.o libp2v.a $(LIB_OBJS) $(UNIT_BINS) tests/tools/gen-image
 	rm -rf $(ASAN_DIR)
+	rm -f p2v-capture.iso
