@@ -432,35 +432,6 @@ state_path (struct capture *c, const char *name)
 }
 
 static int
-write_file_atomic (const char *path, const char *text)
-{
-  char *tmp = xasprintf ("%s.tmp", path);
-  int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int r = -1;
-
-  if (fd == -1) {
-    p2v_error ("cannot create '%s': %m", tmp);
-    goto out;
-  }
-  if (full_write (fd, text, strlen (text)) == -1 || fsync (fd) == -1) {
-    p2v_error ("cannot write '%s': %m", tmp);
-    close (fd);
-    goto out;
-  }
-  close (fd);
-  if (rename (tmp, path) == -1) {
-    p2v_error ("cannot rename '%s' to '%s': %m", tmp, path);
-    goto out;
-  }
-  r = 0;
- out:
-  if (r == -1)
-    unlink (tmp);
-  free (tmp);
-  return r;
-}
-
-static int
 save_state (struct capture *c)
 {
   json_object *st = json_object_new_object (), *disks = json_object_new_array ();

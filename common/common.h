@@ -55,6 +55,9 @@ void *xmalloc_aligned (size_t n);
 int full_pread (int fd, void *buf, size_t count, uint64_t offset);
 int full_pwrite (int fd, const void *buf, size_t count, uint64_t offset);
 int full_write (int fd, const void *buf, size_t count);
+/* Write text to path through a temporary name in the same directory,
+ * flushed and renamed, so readers see the old file or the new one. */
+int write_file_atomic (const char *path, const char *text);
 
 /* Early writeback: every 32 MiB written, ask the kernel to start writing
  * the file's dirty pages, so the disk works while we convert and the

@@ -1,7 +1,10 @@
-/* io.c: full-length pread/pwrite loops, written once. */
+/* io.c: full-length pread/pwrite loops and atomic file writes, written once. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -110,4 +113,32 @@ write_zeros (int (*fn) (void *h, const void *buf, size_t count,
     offset += n;
   }
   return 0;
+}
+
+int
+write_file_atomic (const char *path, const char *text)
+{
+  char *tmp = xasprintf ("%s.tmp.%ld", path, (long) getpid ());
+  int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int r = -1;
+
+  if (fd == -1) {
+    p2v_error ("cannot create '%s': %m", tmp);
+    goto out;
+  }
+  if (full_write (fd, text, strlen (text)) == -1 || fsync (fd) == -1) {
+    p2v_error ("cannot write '%s': %m", tmp);
+    close (fd);
+    unlink (tmp);
+    goto out;
+  }
+  if (close (fd) == -1 || rename (tmp, path) == -1) {
+    p2v_error ("cannot replace '%s': %m", path);
+    unlink (tmp);
+    goto out;
+  }
+  r = 0;
+ out:
+  free (tmp);
+  return r;
 }

@@ -19,36 +19,6 @@
 
 /* ---- files -------------------------------------------------------------- */
 
-/* Write TEXT to PATH through a temporary name in the same directory,
- * flushed and renamed, so readers see the old file or the new one. */
-static int
-write_file_atomic (const char *path, const char *text)
-{
-  char *tmp = xasprintf ("%s.tmp.%ld", path, (long) getpid ());
-  int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int r = -1;
-
-  if (fd == -1) {
-    p2v_error ("cannot create '%s': %m", tmp);
-    goto out;
-  }
-  if (full_write (fd, text, strlen (text)) == -1 || fsync (fd) == -1) {
-    p2v_error ("cannot write '%s': %m", tmp);
-    close (fd);
-    unlink (tmp);
-    goto out;
-  }
-  if (close (fd) == -1 || rename (tmp, path) == -1) {
-    p2v_error ("cannot replace '%s': %m", path);
-    unlink (tmp);
-    goto out;
-  }
-  r = 0;
- out:
-  free (tmp);
-  return r;
-}
-
 /* A small JSON file a stage wrote (convert/smoke --json), or NULL. */
 static json_object *
 read_json_file (const char *path)

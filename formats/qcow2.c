@@ -278,14 +278,17 @@ qcow2_read_header (struct qcow2 *h, bool readonly)
   return 0;
 }
 
+/* Opens the qcow2 image held in bytes [offset, offset + length) of path
+ * (length UINT64_MAX: to the end of the file).  name is what messages
+ * call it. */
 static void *
-qcow2_open (const char *path, unsigned flags)
+qcow2_open_range (const char *path, const char *name, bool readonly,
+                  uint64_t offset, uint64_t length)
 {
-  bool readonly = (flags & P2V_OPEN_READONLY) != 0;
   struct qcow2 *h = xcalloc (1, sizeof *h);
   struct stat st;
 
-  h->path = xstrdup (path);
+  h->path = xstrdup (name);
   h->mode = readonly ? QCOW2_MODE_READONLY : QCOW2_MODE_INPLACE;
   h->fd = open (path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (h->fd == -1) {
@@ -296,7 +299,15 @@ qcow2_open (const char *path, unsigned flags)
     p2v_error ("cannot stat '%s': %m", path);
     goto err;
   }
-  h->file_size = st.st_size;
+  if (length == UINT64_MAX && offset <= (uint64_t) st.st_size)
+    length = st.st_size - offset;
+  if (offset > (uint64_t) st.st_size || length > (uint64_t) st.st_size - offset) {
+    p2v_error ("'%s' (%" PRIu64 " bytes at offset %" PRIu64 ") is beyond "
+               "the end of '%s'", name, length, offset, path);
+    goto err;
+  }
+  h->base = offset;
+  h->file_size = length;
   if (qcow2_read_header (h, readonly) == -1)
     goto err;
   qcow2_l2_cache_init (h);
@@ -309,6 +320,13 @@ qcow2_open (const char *path, unsigned flags)
   return NULL;
 }
 
+static void *
+qcow2_open (const char *path, unsigned flags)
+{
+  return qcow2_open_range (path, path, (flags & P2V_OPEN_READONLY) != 0,
+                           0, UINT64_MAX);
+}
+
 /* Opens, read-only, the qcow2 image held in bytes [offset, offset +
  * length) of path: a qcow2 entry read in place inside a tar bundle.
  * name is what messages call it ("bundle.tar:disk0.qcow2"). */
@@ -316,37 +334,7 @@ static void *
 qcow2_open_window (const char *path, uint64_t offset, uint64_t length,
                    const char *name)
 {
-  struct qcow2 *h = xcalloc (1, sizeof *h);
-  struct stat st;
-
-  h->path = xstrdup (name);
-  h->mode = QCOW2_MODE_READONLY;
-  h->fd = open (path, O_RDONLY | O_CLOEXEC);
-  if (h->fd == -1) {
-    p2v_error ("cannot open '%s': %m", path);
-    goto err;
-  }
-  if (fstat (h->fd, &st) == -1) {
-    p2v_error ("cannot stat '%s': %m", path);
-    goto err;
-  }
-  if (offset > (uint64_t) st.st_size || length > (uint64_t) st.st_size - offset) {
-    p2v_error ("'%s' (%" PRIu64 " bytes at offset %" PRIu64 ") is beyond "
-               "the end of '%s'", name, length, offset, path);
-    goto err;
-  }
-  h->base = offset;
-  h->file_size = length;
-  if (qcow2_read_header (h, true) == -1)
-    goto err;
-  qcow2_l2_cache_init (h);
-  return h;
-
- err:
-  if (h->fd >= 0)
-    close (h->fd);
-  qcow2_free (h);
-  return NULL;
+  return qcow2_open_range (path, name, true, offset, length);
 }
 
 /* Writes the header of a new image: v3, no extensions (the area after
