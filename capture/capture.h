@@ -45,6 +45,7 @@ struct capture_disk {
   struct p2v_extent *ext;
   size_t next, ext_cap;
   uint64_t bytes_mapped;
+  char *guest_hostname;         /* /etc/hostname of an ext2/3/4 on it, or NULL */
 };
 
 /* Read the partition table and file systems of the disk open read-only

@@ -733,6 +733,14 @@ build_manifest (struct capture *c)
   json_object_object_add (m, "complete", json_object_new_boolean (true));
   capture_inventory (m);
   firmware_from_disks (m, c);
+  for (size_t i = 0; i < c->njobs; i++)
+    if (c->jobs[i].d.guest_hostname) {
+      json_object_object_add (m, "hostname",
+                              json_object_new_string (c->jobs[i].d.guest_hostname));
+      json_object_object_add (m, "hostname_source",
+                              json_object_new_string ("/etc/hostname on the disks"));
+      break;
+    }
   for (size_t i = 0; i < c->njobs; i++) {
     struct disk_job *j = &c->jobs[i];
     json_object *jd = capture_disk_json (&j->d), *dg = json_object_new_object ();

@@ -2,6 +2,7 @@
  * system identities come from libblkid (which reads the source through
  * the read-only fd we give it); ext2/3/4 used blocks from libext2fs block
  * bitmaps; swap keeps its first page; everything else is copied whole. */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <inttypes.h>
@@ -89,6 +90,36 @@ ext2_errors_init (void)
 /* Used blocks of the ext2/3/4 file system at [start, start + len), via
  * its block bitmaps.  Returns -1 (after a warning) when the bitmaps
  * cannot be trusted; the caller then copies the partition whole. */
+/* The server's own name, from /etc/hostname of a file system on its
+ * disks: the running system's name is the capture ISO's, and every
+ * server captured from it would get the same libvirt domain name.  A
+ * regular file, first word only, host name characters only. */
+static void
+read_guest_hostname (ext2_filsys fs, struct capture_disk *d)
+{
+  struct ext2_inode inode;
+  ext2_ino_t ino;
+  ext2_file_t f;
+  char buf[256];
+  unsigned int got = 0;
+  size_t n = 0;
+
+  if (d->guest_hostname
+      || ext2fs_namei (fs, EXT2_ROOT_INO, EXT2_ROOT_INO, "etc/hostname", &ino)
+      || ext2fs_read_inode (fs, ino, &inode) || !LINUX_S_ISREG (inode.i_mode)
+      || ext2fs_file_open (fs, ino, 0, &f))
+    return;
+  if (ext2fs_file_read (f, buf, sizeof buf - 1, &got) == 0) {
+    buf[got] = '\0';
+    while (n < got && (isalnum ((unsigned char) buf[n]) || buf[n] == '-'
+                       || buf[n] == '.' || buf[n] == '_'))
+      n++;
+    if (n > 0 && (n == got || isspace ((unsigned char) buf[n])))
+      d->guest_hostname = xasprintf ("%.*s", (int) n, buf);
+  }
+  ext2fs_file_close (f);
+}
+
 static int
 map_ext (struct capture_disk *d, struct capture_partition *p)
 {
@@ -147,6 +178,7 @@ map_ext (struct capture_disk *d, struct capture_partition *p)
   }
   /* Whatever lies past the file system's end is not its to judge. */
   map_add (d, p->start + fs_bytes, p->size - fs_bytes);
+  read_guest_hostname (fs, d);
   ext2fs_close_free (&fs);
   return 0;
 
@@ -390,6 +422,7 @@ capture_disk_clear (struct capture_disk *d)
   free (d->model);
   free (d->serial);
   free (d->transport);
+  free (d->guest_hostname);
   memset (d, 0, sizeof *d);
 }
 

@@ -36,6 +36,10 @@ teardown() {
   [ "$(jq -r .format "$m")" = p2v-bundle ]
   [ "$(jq -r '.disks[0].partition_table' "$m")" = msdos ]
   [ "$(jq -r '.disks[0].file' "$m")" = disk0.qcow2 ]
+  # The server's name comes from its own /etc/hostname, not this host's;
+  # the firmware from its disk layout (MBR: BIOS).
+  [ "$(jq -r .hostname "$m")" = "$(jq -r .hostname "${img%.img}.json")" ]
+  [ "$(jq -r .firmware "$m")" = bios ]
   [ "$(jq -c '[.disks[0].partitions[] | [.number, .fs, .copied]]' "$m")" = \
     '[[1,"ext4","used"],[2,"swap","header"]]' ]
   [ "$(jq -r '.disks[0].partitions[0].flags[0]' "$m")" = boot ]
