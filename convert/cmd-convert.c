@@ -33,8 +33,8 @@ const char cmd_convert_help[] =
   "OUT with .xml as its extension (new.xml); inject and smoke work on\n"
   "disk 0 and use the first captured NIC's MAC (unless --mac).\n"
   "Zero and unallocated ranges of SRC are never read twice nor written.\n"
-  "OUT is written and injected under a temporary name in its directory\n"
-  "and renamed when complete and flushed; SRC is opened read-only.\n"
+  "OUT is written and injected under a temporary name in its directory,\n"
+  "flushed to disk, and renamed when complete; SRC is opened read-only.\n"
   "\n"
   "  -o, --output OUT        output file (or block device, with --force)\n"
   "  -f, --format FMT        source format (raw, qcow2); default: probe\n"
@@ -43,6 +43,7 @@ const char cmd_convert_help[] =
   "      --cluster-size SIZE qcow2 cluster size, 512 to 2M (default 64K)\n"
   "  -t, --threads N         worker threads (default: one per CPU)\n"
   "      --force             replace an existing OUT\n"
+  "      --no-sync           do not flush OUT to disk (faster, not durable)\n"
   "      --no-inject         copy only: leave the guest as it is\n"
   "      --no-smoke          do not boot the result\n"
   "      --mac MAC           the NIC MAC the VM will have (inject, smoke)\n"
@@ -52,6 +53,10 @@ const char cmd_convert_help[] =
   "  -q, --quiet             no progress meter or summary\n"
   "\n"
   "A data disk (no operating system) needs --no-inject --no-smoke.\n"
+  "--no-sync still renames OUT only when complete, but leaves its data in\n"
+  "the page cache when p2v exits (as qemu-img convert does by default): a\n"
+  "power cut or crash of the host can then leave an OUT that is renamed\n"
+  "but incomplete.  The default flushes OUT before the rename.\n"
   "Exit status: 0 converted (and booted), 1 the smoke test failed (OUT is\n"
   "kept for inspection), 2 error (no OUT left behind).\n";
 
@@ -244,13 +249,14 @@ check_bundle_output (const char *path, bool force, const struct stat *srcs,
 }
 
 static int
-write_text_file (const char *path, const char *text)
+write_text_file (const char *path, const char *text, bool no_sync)
 {
   int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 
   if (fd == -1)
     return p2v_error ("cannot create '%s': %m", path);
-  if (full_write (fd, text, strlen (text)) == -1 || fsync (fd) == -1) {
+  if (full_write (fd, text, strlen (text)) == -1
+      || (!no_sync && fsync (fd) == -1)) {
     int e = errno;
     close (fd);
     errno = e;
@@ -373,7 +379,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
     if (inject_image (tmps[0], &iopts) == -1)
       goto fail;
   }
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n && !j->create_opts.no_sync; i++)
     if (fsync_path (tmps[i], false) == -1)
       goto fail;
   for (size_t i = n; i-- > 0; ) {
@@ -398,14 +404,14 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   }
   xml_tmp = make_tmp_path (xml_out);
   tmp_paths[n] = xml_tmp;
-  if (write_text_file (xml_tmp, xml) == -1)
+  if (write_text_file (xml_tmp, xml, j->create_opts.no_sync) == -1)
     goto fail;
   if (rename (xml_tmp, xml_out) == -1) {
     p2v_error ("cannot rename '%s' to '%s': %m", xml_tmp, xml_out);
     goto fail;
   }
   xml_renamed = true;
-  {
+  if (!j->create_opts.no_sync) {
     char *d = xstrdup (j->out);
     int e = fsync_path (dirname (d), true);
     free (d);
@@ -497,7 +503,8 @@ int
 cmd_convert (int argc, char **argv)
 {
   enum { OPT_FORCE = 256, OPT_JSON, OPT_CLUSTER_SIZE, OPT_HELP,
-         OPT_NO_INJECT, OPT_NO_SMOKE, OPT_MAC, OPT_ACCEL, OPT_REMOVE_AGENTS };
+         OPT_NO_INJECT, OPT_NO_SMOKE, OPT_MAC, OPT_ACCEL, OPT_REMOVE_AGENTS,
+         OPT_NO_SYNC };
   static const struct option long_opts[] = {
     { "output", required_argument, NULL, 'o' },
     { "format", required_argument, NULL, 'f' },
@@ -506,6 +513,7 @@ cmd_convert (int argc, char **argv)
     { "cluster-size", required_argument, NULL, OPT_CLUSTER_SIZE },
     { "threads", required_argument, NULL, 't' },
     { "force", no_argument, NULL, OPT_FORCE },
+    { "no-sync", no_argument, NULL, OPT_NO_SYNC },
     { "json", no_argument, NULL, OPT_JSON },
     { "no-inject", no_argument, NULL, OPT_NO_INJECT },
     { "no-smoke", no_argument, NULL, OPT_NO_SMOKE },
@@ -568,6 +576,7 @@ cmd_convert (int argc, char **argv)
       break;
     }
     case OPT_FORCE: force = true; break;
+    case OPT_NO_SYNC: create_opts.no_sync = true; break;
     case OPT_JSON: json = true; break;
     case OPT_NO_INJECT: do_inject = false; break;
     case OPT_NO_SMOKE: do_smoke = false; break;
@@ -671,14 +680,14 @@ cmd_convert (int argc, char **argv)
     if (inject_image (tmp, &iopts) == -1)
       goto fail;
   }
-  if (fsync_path (tmp, false) == -1)
+  if (!create_opts.no_sync && fsync_path (tmp, false) == -1)
     goto fail;
   if (!in_place) {
     char *d = xstrdup (out);
     int e = 0;
     if (rename (tmp, out) == -1)
       e = p2v_error ("cannot rename '%s' to '%s': %m", tmp, out);
-    else
+    else if (!create_opts.no_sync)
       e = fsync_path (dirname (d), true);
     free (d);
     if (e == -1)

@@ -17,6 +17,10 @@
 
 struct p2v_create_opts {
   uint32_t cluster_size;        /* 0: the driver's default */
+  /* Speed over durability (convert --no-sync, qemu's cache=unsafe): no
+   * early writeback while writing, and flush writes what the driver
+   * holds in memory but does not wait for the disk. */
+  bool no_sync;
 };
 
 struct p2v_format {

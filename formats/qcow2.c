@@ -43,7 +43,8 @@ qcow2_host_pwrite (struct qcow2 *h, const void *buf, size_t count,
   }
   if (offset + count > h->file_size)
     h->file_size = offset + count;
-  writeback_account (h->fd, &h->wb, count);
+  if (!h->no_sync)
+    writeback_account (h->fd, &h->wb, count);
   return 0;
 }
 
@@ -382,6 +383,7 @@ qcow2_create (const char *path, uint64_t size,
   h->version = 3;
   h->cluster_bits = __builtin_ctz (cs);
   h->size = size;
+  h->no_sync = opts && opts->no_sync;
   qcow2_init_geometry (h);
 
   l1_entries = qcow2_l1_entries_for (h, P2V_MIN (size,
@@ -475,6 +477,8 @@ qcow2_flush (void *handle)
     return 0;
   if (qcow2_write_metadata (h) == -1)
     return -1;
+  if (h->no_sync)
+    return 0;
   if (fdatasync (h->fd) == -1) {
     h->failed = true;
     return p2v_error ("cannot sync '%s': %m", h->path);

@@ -119,6 +119,7 @@ struct qcow2 {
   uint64_t base;
   bool failed;                  /* a write failed: metadata may be stale */
   struct p2v_writeback wb;
+  bool no_sync;                 /* see struct p2v_create_opts */
 
   uint32_t version;
   uint32_t cluster_bits;

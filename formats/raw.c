@@ -24,6 +24,7 @@ struct raw_handle {
   bool can_seek_data;
   bool can_punch;
   struct p2v_writeback wb;
+  bool no_sync;                 /* see struct p2v_create_opts */
   bool readonly;
   const uint8_t *map;           /* whole-file read-only mapping, or NULL */
   bool map_failed;
@@ -102,7 +103,6 @@ raw_create (const char *path, uint64_t size,
   struct raw_handle *h;
   int fd;
 
-  (void) opts;
   /* A block device is written in place: it cannot be created or renamed. */
   if (stat (path, &st) == 0 && S_ISBLK (st.st_mode)) {
     fd = open (path, O_WRONLY | O_CLOEXEC);
@@ -119,6 +119,7 @@ raw_create (const char *path, uint64_t size,
       goto err;
     }
     h->size = size;
+    h->no_sync = opts && opts->no_sync;
     return h;
   }
 
@@ -133,6 +134,7 @@ raw_create (const char *path, uint64_t size,
   if (!h)
     goto err;
   h->zero_init = true;
+  h->no_sync = opts && opts->no_sync;
   return h;
 
  err:
@@ -181,7 +183,8 @@ raw_pwrite (void *hv, const void *buf, size_t count, uint64_t offset)
 
   if (full_pwrite (h->fd, buf, count, offset) == -1)
     return p2v_error ("cannot write '%s': %m", h->path);
-  writeback_account (h->fd, &h->wb, count);
+  if (!h->no_sync)
+    writeback_account (h->fd, &h->wb, count);
   return 0;
 }
 
@@ -251,6 +254,8 @@ raw_flush (void *hv)
 {
   struct raw_handle *h = hv;
 
+  if (h->no_sync)
+    return 0;
   if (fdatasync (h->fd) == -1 && errno != EINVAL)
     return p2v_error ("cannot flush '%s': %m", h->path);
   return 0;

@@ -156,6 +156,30 @@ setup_file() {
   echo "$output" | jq -e '.bytes_zero + .bytes_plain + .bytes_compressed_in == .virtual_size'
 }
 
+@test "--no-sync: identical and clean, no flush of the output (the default flushes), still renamed" {
+  requires qemu-img
+  requires strace
+  trace="fsync,fdatasync,sync_file_range,syncfs,rename,renameat,renameat2"
+  # -y names each fd's file, so only calls on the output (or its
+  # directory, $T) count.
+  strace -f -y -o "$T/ns.trace" -e trace="$trace" \
+    p2v convert --no-inject --no-smoke --no-sync "$MIXED" -o "$T/ns.qcow2" -q
+  qcow2_clean "$T/ns.qcow2"
+  qemu-img compare -q "$MIXED" "$T/ns.qcow2"
+  ! grep -E "(fsync|fdatasync|sync_file_range|syncfs)\(.*<$T[/>]" "$T/ns.trace" \
+    || { cat "$T/ns.trace"; false; }
+  grep -qE "rename.*\.ns\.qcow2\.p2v-partial\..*\"$T/ns\.qcow2\"" "$T/ns.trace" \
+    || { cat "$T/ns.trace"; false; }
+  # Without it the same trace shows the flush, so the check above can fail.
+  strace -f -y -o "$T/s.trace" -e trace="$trace" \
+    p2v convert --no-inject --no-smoke "$MIXED" -o "$T/s.qcow2" -q
+  grep -qE "(fsync|fdatasync)\([0-9]+<$T/\.s\.qcow2\.p2v-partial\." "$T/s.trace" \
+    || { cat "$T/s.trace"; false; }
+  grep -qE "fsync\([0-9]+<$T>\)" "$T/s.trace" || { cat "$T/s.trace"; false; }
+  # The same bytes either way.
+  cmp "$T/ns.qcow2" "$T/s.qcow2"
+}
+
 @test "threads 1 and 4 give the same guest content" {
   p2v convert --no-inject --no-smoke "$MIXED" -o "$T/t1.qcow2" -c --threads 1 -q
   p2v convert --no-inject --no-smoke "$MIXED" -o "$T/t4.qcow2" -c --threads 4 -q
