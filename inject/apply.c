@@ -58,6 +58,32 @@ backup (struct p2v_guest *gs, const char *file, struct p2v_strbuf *log)
   return r;
 }
 
+/* What must hold after a command ran. */
+static int
+check_command (struct p2v_guest *gs, const struct p2v_change *c)
+{
+  bool found = false;
+
+  if (c->check_initrd
+      && guest_initrd_has (gs, c->file, "virtio_blk.ko", &found) == 0) {
+    if (!found)
+      return p2v_error ("'%s' still lacks virtio_blk after '%s'", c->file,
+                        c->command);
+  }
+  else if (c->check && !guest_sh_ok (gs, c->check))
+    return p2v_error ("'%s' still lacks virtio_blk after '%s'", c->file,
+                      c->command);
+  if (c->check_cmdlines) {
+    char *text = guest_read (gs, c->file);
+    bool bad = !text || cmdline_has_unstable (text);
+    free (text);
+    if (bad)
+      return p2v_error ("'%s' still names the root by a disk device after "
+                        "'%s'", c->file, c->command);
+  }
+  return 0;
+}
+
 static int
 apply_one (struct p2v_guest *gs, const struct p2v_change *c,
            struct p2v_strbuf *log)
@@ -99,21 +125,146 @@ apply_one (struct p2v_guest *gs, const struct p2v_change *c,
       return -1;
     free (out);
     sb_addf (log, "    ran: %s\n", c->command);
-    if (c->check && !guest_sh_ok (gs, c->check))
-      return p2v_error ("'%s' still lacks virtio_blk after '%s'", c->file,
-                        c->command);
-    if (c->check_cmdlines) {
-      char *text = guest_read (gs, c->file);
-      bool bad = !text || cmdline_has_unstable (text);
-      free (text);
-      if (bad)
-        return p2v_error ("'%s' still names the root by a disk device after "
-                          "'%s'", c->file, c->command);
-    }
-    return 0;
+    return check_command (gs, c);
   }
   }
   return 0;
+}
+
+/* ---- commands side by side ----
+ *
+ * Under TCG a guest's initramfs rebuild takes a minute or more of one
+ * vCPU while grub-mkconfig and grub-install, which neither read nor
+ * write the initramfs, wait behind it.  The appliance has two vCPUs, so
+ * a run of commands from different lanes goes into one shell script:
+ * each lane runs its commands in plan order in the background, stops at
+ * its first failure, and leaves every command's exit status and output
+ * in a directory the script made; the script waits for all lanes. */
+
+/* One past the last change of the run of lane commands starting at I
+ * (I itself when there is no run of two lanes or more). */
+static size_t
+lane_run_end (const struct p2v_plan *plan, size_t i)
+{
+  size_t j = i;
+  bool mixed = false;
+
+  while (j < plan->n && plan->v[j].kind == CHANGE_COMMAND && plan->v[j].lane) {
+    if (plan->v[j].lane != plan->v[i].lane)
+      mixed = true;
+    j++;
+  }
+  return mixed ? j : i;
+}
+
+static char *
+lanes_script (const struct p2v_plan *plan, size_t from, size_t to)
+{
+  struct p2v_strbuf sb = { 0 };
+  int lanes[8];
+  size_t nlanes = 0;
+
+  sb_add (&sb, "d=$(mktemp -d /tmp/p2v-inject.XXXXXX) || exit 1\n");
+  for (size_t i = from; i < to; i++) {
+    int lane = plan->v[i].lane;
+    bool seen = false;
+    for (size_t k = 0; k < nlanes; k++)
+      seen |= lanes[k] == lane;
+    if (seen || nlanes == ARRAY_SIZE (lanes))
+      continue;
+    lanes[nlanes++] = lane;
+    sb_add (&sb, "(\n");
+    for (size_t j = i; j < to; j++) {
+      if (plan->v[j].lane != lane)
+        continue;
+      sb_addf (&sb, "(\n%s\n) </dev/null >\"$d/%zu.out\" 2>&1\n"
+               "r=$?; echo $r >\"$d/%zu.rc\"; [ $r = 0 ] || exit 0\n",
+               plan->v[j].command, j, j);
+    }
+    sb_add (&sb, ") &\n");
+  }
+  sb_add (&sb, "wait\necho \"$d\"\n");
+  return sb_steal (&sb);
+}
+
+static int64_t
+mtime_ns (struct p2v_guest *gs, const char *path)
+{
+  struct guestfs_statns *st = guestfs_statns (G (gs), path);
+  int64_t t = -1;
+
+  if (st) {
+    t = st->st_mtime_sec * 1000000000 + st->st_mtime_nsec;
+    guestfs_free_statns (st);
+  }
+  return t;
+}
+
+/* Runs changes FROM..TO side by side; returns the index of the first
+ * that failed (in plan order), TO if none did, or -1 if the script
+ * itself could not run. */
+static long
+apply_lanes (struct p2v_guest *gs, const struct p2v_plan *plan, size_t from,
+             size_t to, struct p2v_strbuf *log)
+{
+  char *script = lanes_script (plan, from, to);
+  char *what = xasprintf ("cannot run commands in '%s'", guest_image (gs));
+  char *dir = guest_sh (gs, script, what);
+  long failed = (long) to;
+  int64_t start;
+
+  free (script);
+  free (what);
+  if (!dir)
+    return -1;
+  dir[strcspn (dir, "\n")] = '\0';
+  if (strncmp (dir, "/tmp/p2v-inject.", 16) != 0 || strchr (dir, '\'')) {
+    p2v_error ("commands in '%s' left no results", guest_image (gs));
+    free (dir);
+    return -1;
+  }
+  start = mtime_ns (gs, dir);
+  /* Every command's outcome goes to the log; the first failure (in plan
+   * order) is the error. */
+  for (size_t i = from; i < to; i++) {
+    const struct p2v_change *c = &plan->v[i];
+    char *path = xasprintf ("%s/%zu.rc", dir, i);
+    char *rc = guest_is_file (gs, path) ? guest_read (gs, path) : NULL;
+    /* Each exit status is written as its command ends. */
+    int64_t end = rc ? mtime_ns (gs, path) : -1;
+    char *took = start > 0 && end >= start
+      ? xasprintf (" (ended %.0f s after the start)",
+                   (double) (end - start) / 1e9) : xstrdup ("");
+
+    free (path);
+    if (rc && atoi (rc) == 0)
+      sb_addf (log, "    ran: %s%s\n", c->command, took);
+    else if (!rc)
+      sb_addf (log, "    not run (an earlier command of its lane failed): "
+               "%s\n", c->command);
+    else {
+      char *out;
+      path = xasprintf ("%s/%zu.out", dir, i);
+      out = guest_is_file (gs, path) ? guest_read (gs, path) : NULL;
+      free (path);
+      path = one_line (out && *out ? out : "no output");
+      sb_addf (log, "    FAILED (exit %d%s): %s: %s\n", atoi (rc), took,
+               c->command, path);
+      if (failed == (long) to) {
+        p2v_error ("'%s' failed in '%s': %s", c->command, guest_image (gs),
+                   path);
+        failed = (long) i;
+      }
+      free (path);
+      free (out);
+    }
+    free (took);
+    free (rc);
+  }
+  if (guestfs_rm_rf (G (gs), dir) == -1)
+    p2v_warning ("cannot remove '%s' in the guest", dir);
+  free (dir);
+  return failed;
 }
 
 /* New files and files rewritten by commands carry no SELinux label. */
@@ -159,6 +310,13 @@ relabel (struct p2v_guest *gs, const struct p2v_plan *plan)
   free (type);
 }
 
+static void
+log_change (struct p2v_strbuf *log, size_t i, const struct p2v_change *c)
+{
+  sb_addf (log, "  %zu. %s: %s -> %s (%s)\n", i + 1, c->file, c->before,
+           c->after, c->why);
+}
+
 int
 plan_apply (struct p2v_guest *gs, const struct p2v_plan *plan, bool quiet)
 {
@@ -171,23 +329,61 @@ plan_apply (struct p2v_guest *gs, const struct p2v_plan *plan, bool quiet)
   strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime (&now));
   sb_addf (&log, "%s p2v %s inject: %zu changes\n", stamp, P2V_VERSION,
            plan->n);
-  for (size_t i = 0; i < plan->n; i++) {
-    const struct p2v_change *c = &plan->v[i];
+  for (size_t i = 0; i < plan->n && r == 0; ) {
+    size_t end = lane_run_end (plan, i);
     double t0 = now_seconds ();
+    long failed;
+
+    if (end == i) {             /* one change on its own */
+      const struct p2v_change *c = &plan->v[i];
+      if (!quiet) {
+        report_print_change (stdout, i, c);
+        fflush (stdout);
+      }
+      log_change (&log, i, c);
+      if (apply_one (gs, c, &log) == -1) {
+        sb_addf (&log, "    FAILED: %s\n", p2v_last_error ());
+        r = -1;
+        break;
+      }
+      applied++;
+      if (!quiet && c->kind == CHANGE_COMMAND && now_seconds () - t0 >= 5)
+        printf ("   (%.0f s)\n", now_seconds () - t0);
+      i++;
+      continue;
+    }
+
+    for (size_t j = i; j < end; j++) {
+      const struct p2v_change *c = &plan->v[j];
+      if (!quiet)
+        report_print_change (stdout, j, c);
+      log_change (&log, j, c);
+      if (c->backup && backup (gs, c->file, &log) == -1) {
+        sb_addf (&log, "    FAILED: %s\n", p2v_last_error ());
+        r = -1;
+        break;
+      }
+    }
+    if (r == -1)
+      break;
     if (!quiet) {
-      report_print_change (stdout, i, c);
+      printf ("   (changes %zu to %zu run side by side)\n", i + 1, end);
       fflush (stdout);
     }
-    sb_addf (&log, "  %zu. %s: %s -> %s (%s)\n", i + 1, c->file, c->before,
-             c->after, c->why);
-    if (apply_one (gs, c, &log) == -1) {
+    failed = apply_lanes (gs, plan, i, end, &log);
+    for (size_t j = i; j < end && failed == (long) end; j++) {
+      if (check_command (gs, &plan->v[j]) == -1)
+        failed = (long) j;
+    }
+    if (failed != (long) end) {
       sb_addf (&log, "    FAILED: %s\n", p2v_last_error ());
       r = -1;
       break;
     }
-    applied++;
-    if (!quiet && c->kind == CHANGE_COMMAND && now_seconds () - t0 >= 5)
+    applied += end - i;
+    if (!quiet && now_seconds () - t0 >= 5)
       printf ("   (%.0f s)\n", now_seconds () - t0);
+    i = end;
   }
   if (r == 0)
     relabel (gs, plan);

@@ -268,6 +268,12 @@ bool guest_exists (struct p2v_guest *gs, const char *path);
 /* The file's content (NUL-terminated), or NULL (error reported unless
  * the file does not exist, in which case *missing is set). */
 char *guest_read (struct p2v_guest *gs, const char *path);
+/* Whether the guest's initramfs PATH lists a file whose name contains
+ * NEEDLE, read on the host: 0 and *FOUND, or -1 if it cannot tell. */
+int guest_initrd_has (struct p2v_guest *gs, const char *path,
+                      const char *needle, bool *found);
+/* A libguestfs error (or a command's output) as one short line. */
+char *one_line (const char *msg);
 int guest_write (struct p2v_guest *gs, const char *path, const char *content);
 /* A symlink's target, or NULL. */
 char *guest_readlink (struct p2v_guest *gs, const char *path);
@@ -343,6 +349,15 @@ char *initramfs_virtio_check (const struct p2v_initramfs_tool *t,
 /* The spec (UUID=...) for a guest device name, or NULL. */
 char *facts_resolve (const char *name, void *facts);
 
+/* ---- initrd.c: initramfs listing on the host ---- */
+
+/* Whether the initramfs in P (LEN bytes) or in the host file PATH holds
+ * a file whose name contains NEEDLE: 0 and *FOUND, or -1 when it is not
+ * an initramfs this code can read (the caller asks the guest's lister). */
+int initrd_buffer_has (const unsigned char *p, size_t len, const char *needle,
+                       bool *found);
+int initrd_file_has (const char *path, const char *needle, bool *found);
+
 /* ---- plan.c / apply.c ---- */
 
 enum p2v_change_kind {
@@ -360,9 +375,15 @@ struct p2v_change {
   char *source;
   char *command;
   char *check;                  /* must succeed after the command */
+  bool check_initrd;            /* file must list virtio_blk (read on the
+                                   host; `check` when that cannot be) */
   bool check_cmdlines;          /* file may not name disk devices after */
   bool backup;                  /* keep FILE.p2v-orig first */
   bool created;                 /* the file did not exist */
+  /* Commands of different lanes that follow each other in the plan run
+   * side by side (0: alone).  Lane 1 rebuilds initramfs images, lane 2
+   * the boot loader: neither reads what the other writes. */
+  int lane;
 };
 
 struct p2v_plan {

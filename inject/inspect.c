@@ -508,9 +508,12 @@ static void
 initramfs_has_virtio (struct p2v_guest *gs, const struct p2v_initramfs_tool *t,
                       struct p2v_kernel *k)
 {
-  char *program = xstrndup_word (t->lister), *cmd;
+  char *program, *cmd;
   bool lister = false;
 
+  if (guest_initrd_has (gs, k->initramfs, "virtio_blk.ko", &k->has_virtio) == 0)
+    return;
+  program = xstrndup_word (t->lister);
   for (size_t i = 0; i < ARRAY_SIZE (bin_dirs) && !lister; i++) {
     char *p = xasprintf ("%s/%s", bin_dirs[i], program);
     lister = guest_is_file (gs, p);

@@ -432,8 +432,13 @@ plan_initramfs_rebuilds (struct planner *P)
                   : "files it copies changed (fstab, driver list, network names)");
     c->command = template_expand (k->initramfs_exists ? t->rebuild : t->create,
                                   keys, values);
-    if (!k->virtio_builtin)
+    /* grub-mkconfig writes an initrd line only for an image it finds:
+     * a missing one is made before it runs, not beside it. */
+    c->lane = k->initramfs_exists ? 1 : 0;
+    if (!k->virtio_builtin) {
       c->check = initramfs_virtio_check (t, k->initramfs);
+      c->check_initrd = true;
+    }
     free (after);
   }
   sb_free (&mods);
@@ -497,6 +502,7 @@ plan_boot_commands (struct planner *P)
                   "settings: kernels find their root by UUID");
     c->command = template_expand ("{mkconfig} -o {cfg}", keys, values);
     c->check_cmdlines = true;
+    c->lane = 2;
     c->backup = true;
     free (param);
     free (after);
@@ -521,6 +527,7 @@ plan_boot_commands (struct planner *P)
           "disk=/dev/$(basename \"$(readlink -f \"/sys/class/block/${p##*/}/..\")\"); "
           "{install} --target=i386-pc \"$disk\""
         : "{install} --target=i386-pc {disk}", ikeys, ivalues);
+      c->lane = 2;
       free (before);
     }
   }
@@ -642,6 +649,7 @@ plan_debconf (struct planner *P)
     free (line);
   }
   c->backup = true;
+  c->lane = 2;
   free (before);
   free (after);
   free (disk);
@@ -666,10 +674,10 @@ plan_build (struct p2v_guest *gs, struct p2v_facts *f,
   plan_boot_files (&P);
   plan_initramfs_config (&P);
   plan_network (&P);
+  plan_efi_fallback (&P);
   plan_agents (&P);
   plan_initramfs_rebuilds (&P);
   plan_boot_commands (&P);
-  plan_efi_fallback (&P);
   plan_debconf (&P);
   free (P.new_mac);
   return 0;

@@ -126,3 +126,27 @@ requires_appliance() {
   [[ "$output" == *"--dry-run"* && "$output" == *"--remove-agents"* ]]
   [[ "$output" == *"--mac MAC"* && "$output" == *"--accel"* ]]
 }
+
+@test "inject: a failing command stops inject with its output; the other lane still ran, the log says so" {
+  use_fixture debian-bios
+  fixture_copy "$FIX" "$T/broken.img"
+  # The guest's update-initramfs fails the way a full /boot makes it fail.
+  printf '#!/bin/sh\necho "update-initramfs: boom: no space left on /boot" >&2\nexit 1\n' >"$T/fake"
+  guestfish --rw -a "$T/broken.img" -i <<EOF2
+upload $T/fake /usr/sbin/update-initramfs
+chmod 0755 /usr/sbin/update-initramfs
+EOF2
+  run p2v inject "$T/broken.img"
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"run side by side"* ]]
+  last=$(printf '%s\n' "$output" | tail -1)
+  [[ "$last" == "p2v: 'update-initramfs -u -k '"*"' failed in '$T/broken.img': update-initramfs: boom: no space left on /boot" ]]
+  # grub-mkconfig and grub-install ran beside it; the log records each
+  # outcome and no scratch directory is left in the guest's /tmp.
+  run guest_sh "$T/broken.img" 'cat /var/log/p2v-inject.log; ls -d /tmp/p2v-inject.* 2>/dev/null || echo "no scratch"'
+  [[ "$output" == *"FAILED (exit 1"*"update-initramfs -u -k"*"boom"* ]]
+  [[ "$output" == *"ran: '/usr/sbin/grub-mkconfig' -o '/boot/grub/grub.cfg'"* ]]
+  [[ "$output" == *"--target=i386-pc"* ]]
+  [[ "$output" == *"stopped: 6 of 10 changes applied"* ]]
+  [[ "$output" == *"no scratch"* ]]
+}

@@ -1,6 +1,8 @@
 /* test-inject.c: the text transforms of p2v inject (fstab, crypttab,
  * kernel command lines, /etc/default/grub, initramfs module lists,
  * network configuration), with a table standing in for the appliance. */
+#include <archive.h>
+#include <archive_entry.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -656,6 +658,110 @@ test_helpers (void)
       CHECK (initramfs_tool_by_name (p2v_families[i].initramfs_tools[j]));
 }
 
+/* A cpio archive (newc) of NAMES, through FILTER (ARCHIVE_FILTER_NONE,
+ * _GZIP, _ZSTD, _XZ), appended to BUF at *LEN; 0 or -1. */
+static int
+cpio_append (unsigned char *buf, size_t cap, size_t *len, int filter,
+             const char *const *names)
+{
+  struct archive *a = archive_write_new ();
+  size_t used = 0;
+  int r = 0;
+
+  archive_write_set_format_cpio_newc (a);
+  if (filter != ARCHIVE_FILTER_NONE
+      && archive_write_add_filter (a, filter) < ARCHIVE_WARN) {
+    archive_write_free (a);
+    return -1;
+  }
+  archive_write_set_bytes_per_block (a, 0);
+  if (archive_write_open_memory (a, buf + *len, cap - *len, &used) != ARCHIVE_OK)
+    r = -1;
+  for (size_t i = 0; r == 0 && names[i]; i++) {
+    struct archive_entry *e = archive_entry_new ();
+    static const char data[] = "\177ELF not really a module";
+    archive_entry_set_pathname (e, names[i]);
+    archive_entry_set_filetype (e, AE_IFREG);
+    archive_entry_set_perm (e, 0644);
+    archive_entry_set_size (e, sizeof data);
+    if (archive_write_header (a, e) != ARCHIVE_OK
+        || archive_write_data (a, data, sizeof data) != (ssize_t) sizeof data)
+      r = -1;
+    archive_entry_free (e);
+  }
+  if (archive_write_close (a) != ARCHIVE_OK)
+    r = -1;
+  archive_write_free (a);
+  *len += used;
+  return r;
+}
+
+static void
+test_initrd (void)
+{
+  static const char *const early[] = {
+    "kernel", "kernel/x86/microcode/GenuineIntel.bin", NULL
+  };
+  static const char *const with[] = {
+    "usr/lib/modules/6.1.0-50-amd64/kernel/drivers/block/virtio_blk.ko",
+    "usr/bin/busybox", NULL
+  };
+  static const char *const with_xz[] = {
+    "lib/modules/5.14.0/kernel/drivers/block/virtio_blk.ko.xz", NULL
+  };
+  static const char *const without[] = {
+    "usr/lib/modules/6.1.0-50-amd64/kernel/drivers/ata/ahci.ko", NULL
+  };
+  static const int filters[] = {
+    ARCHIVE_FILTER_NONE, ARCHIVE_FILTER_GZIP, ARCHIVE_FILTER_ZSTD,
+    ARCHIVE_FILTER_XZ
+  };
+  size_t cap = 1 << 20, len, early_len;
+  unsigned char *buf = xcalloc (1, cap);
+  bool found;
+
+  /* Early microcode (plain), zero padding, then each compression. */
+  for (size_t f = 0; f < ARRAY_SIZE (filters); f++) {
+    len = 0;
+    CHECK (cpio_append (buf, cap, &len, ARCHIVE_FILTER_NONE, early) == 0);
+    early_len = len;
+    memset (buf + len, 0, 512);
+    len += 512;
+    CHECK (cpio_append (buf, cap, &len, filters[f], with) == 0);
+    found = false;
+    CHECK (initrd_buffer_has (buf, len, "virtio_blk.ko", &found) == 0);
+    CHECK (found);
+
+    len = early_len + 512;
+    CHECK (cpio_append (buf, cap, &len, filters[f], without) == 0);
+    found = true;
+    CHECK (initrd_buffer_has (buf, len, "virtio_blk.ko", &found) == 0);
+    CHECK (!found);
+  }
+  /* Compressed modules (RHEL's .ko.xz) inside a gzip archive alone. */
+  len = 0;
+  CHECK (cpio_append (buf, cap, &len, ARCHIVE_FILTER_GZIP, with_xz) == 0);
+  CHECK (initrd_buffer_has (buf, len, "virtio_blk.ko", &found) == 0 && found);
+
+  /* Hostile or broken images: an error, never a crash (ASan watches). */
+  len = 0;
+  CHECK (cpio_append (buf, cap, &len, ARCHIVE_FILTER_NONE, with) == 0);
+  for (size_t cut = 1; cut < len; cut += 7)
+    (void) initrd_buffer_has (buf, cut, "virtio_blk.ko", &found);
+  CHECK (initrd_buffer_has (buf, 50, "virtio_blk.ko", &found) == -1);
+  memcpy (buf + 94, "FFFFFFFF", 8);         /* namesize past the end */
+  CHECK (initrd_buffer_has (buf, len, "virtio_blk.ko", &found) == -1);
+  memcpy (buf + 54, "zzzzzzzz", 8);         /* filesize not hex */
+  CHECK (initrd_buffer_has (buf, len, "virtio_blk.ko", &found) == -1);
+  memset (buf, 0, 4096);
+  CHECK (initrd_buffer_has (buf, 4096, "virtio_blk.ko", &found) == -1);
+  memcpy (buf, "this is not an initramfs at all", 31);
+  CHECK (initrd_buffer_has (buf, 4096, "virtio_blk.ko", &found) == -1);
+  CHECK (initrd_file_has ("/nonexistent/initrd.img", "virtio_blk.ko",
+                          &found) == -1);
+  free (buf);
+}
+
 int
 main (void)
 {
@@ -675,5 +781,6 @@ main (void)
   test_net_parse ();
   test_net_rewrite ();
   test_helpers ();
+  test_initrd ();
   return unit_finish ("test-inject");
 }
