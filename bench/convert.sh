@@ -36,34 +36,45 @@ cmd[p2v-ns]="$p2v convert --no-inject --no-smoke -q --force --no-sync $src -o $d
 cmd[qemu-t]="qemu-img convert -t writeback -O qcow2 $src $dir/out-qemu-t.qcow2"
 cmd[p2v]="$p2v convert --no-inject --no-smoke -q --force $src -o $dir/out-p2v.qcow2"
 
-declare -A times
+# Every run starts from the same state: no earlier outputs (their pages
+# freed), dirty data written back, the source in the page cache.  On a
+# VM, writing 650 MiB while another contender's fresh output still sits
+# in the page cache costs 0.5 s more than right after it is deleted, so
+# without this the order of the rows, not the tools, decides the plain
+# figures.  Each output is checked and measured right after its run.
+declare -A times med osize
 for ((r = 1; r <= runs; r++)); do
   for name in "${order[@]}"; do
-    rm -f "$dir/out-$name.qcow2"
-    sync
+    rm -f "$dir"/out-*.qcow2
+    sync; sleep 1
     t0=$(date +%s.%N)
     ${cmd[$name]}
     t1=$(date +%s.%N)
     times[$name]+="$(echo "$t1 - $t0" | bc -l) "
+    if [ "$r" -eq 1 ]; then
+      qemu-img compare -q "$src" "$dir/out-$name.qcow2" \
+        || { echo "bench: output of $name differs from the source" >&2; exit 1; }
+      osize[$name]=$(stat -c %s "$dir/out-$name.qcow2")
+    fi
   done
 done
+rm -f "$dir"/out-*.qcow2
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A med osize
+declare -A spread
 for name in "${order[@]}"; do
-  qemu-img compare -q "$src" "$dir/out-$name.qcow2" \
-    || { echo "bench: output of $name differs from the source" >&2; exit 1; }
   med[$name]=$(echo "${times[$name]}" | median)
-  osize[$name]=$(stat -c %s "$dir/out-$name.qcow2")
+  spread[$name]=$(echo "${times[$name]}" | tr ' ' '\n' | grep . | sort -g \
+    | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f", lo, hi}')
 done
 
 echo
 echo "source: $size_mib MiB ($(du -m "$src" | cut -f1) MiB allocated), $(nproc) CPUs, median of $runs runs"
-printf '%-10s %-48s %9s %12s\n' name command seconds "size (MiB)"
+printf '%-10s %-48s %9s %11s %11s\n' name command seconds "min-max" "size (MiB)"
 for name in "${order[@]}"; do
   c="${cmd[$name]//$dir\//}"; c="${c//$top\//}"; c="${c//--no-inject --no-smoke /}"
-  printf '%-10s %-48.48s %9.2f %12.1f\n' "$name" "$c" "${med[$name]}" \
-    "$(echo "${osize[$name]} / 1048576" | bc -l)"
+  printf '%-10s %-48.48s %9.2f %11s %11.1f\n' "$name" "$c" "${med[$name]}" \
+    "${spread[$name]}" "$(echo "${osize[$name]} / 1048576" | bc -l)"
 done
 echo
 ratio() { echo "$1 / $2" | bc -l; }
