@@ -36,22 +36,26 @@ cmd[p2v-ns]="$p2v convert --no-inject --no-smoke -q --force --no-sync $src -o $d
 cmd[qemu-t]="qemu-img convert -t writeback -O qcow2 $src $dir/out-qemu-t.qcow2"
 cmd[p2v]="$p2v convert --no-inject --no-smoke -q --force $src -o $dir/out-p2v.qcow2"
 
-# Every run starts from the same state: no earlier outputs (their pages
-# freed), dirty data written back, the source in the page cache.  On a
-# VM, writing 650 MiB while another contender's fresh output still sits
-# in the page cache costs 0.5 s more than right after it is deleted, so
-# without this the order of the rows, not the tools, decides the plain
-# figures.  Each output is checked and measured right after its run.
-declare -A times med osize
+# Every run starts with no earlier outputs, dirty data written back and
+# the source in the page cache.  On this VM a plain copy's kernel time
+# (page-cache allocation) still depends on what ran just before it: the
+# same command takes 0.16 s or 0.45 s.  So each run rotates the order of
+# the rows, every contender follows every other, and the table gives the
+# median and the spread of wall time and the median CPU time (user+sys),
+# which the neighbours disturb far less.
+declare -A times cpu med osize
 for ((r = 1; r <= runs; r++)); do
-  for name in "${order[@]}"; do
+  n=${#order[@]}
+  for ((k = 0; k < n; k++)); do
+    name=${order[$(( (k + r - 1) % n ))]}
     rm -f "$dir"/out-*.qcow2
     sync; sleep 1
     t0=$(date +%s.%N)
-    ${cmd[$name]}
+    /usr/bin/time -f '%U %S' -o "$dir/cpu.txt" ${cmd[$name]}
     t1=$(date +%s.%N)
     times[$name]+="$(echo "$t1 - $t0" | bc -l) "
-    if [ "$r" -eq 1 ]; then
+    cpu[$name]+="$(awk '{print $1 + $2}' "$dir/cpu.txt") "
+    if [ -z "${osize[$name]:-}" ]; then
       qemu-img compare -q "$src" "$dir/out-$name.qcow2" \
         || { echo "bench: output of $name differs from the source" >&2; exit 1; }
       osize[$name]=$(stat -c %s "$dir/out-$name.qcow2")
@@ -61,20 +65,21 @@ done
 rm -f "$dir"/out-*.qcow2
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A spread
+declare -A spread cpumed
 for name in "${order[@]}"; do
   med[$name]=$(echo "${times[$name]}" | median)
+  cpumed[$name]=$(echo "${cpu[$name]}" | median)
   spread[$name]=$(echo "${times[$name]}" | tr ' ' '\n' | grep . | sort -g \
     | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f", lo, hi}')
 done
 
 echo
 echo "source: $size_mib MiB ($(du -m "$src" | cut -f1) MiB allocated), $(nproc) CPUs, median of $runs runs"
-printf '%-10s %-48s %9s %11s %11s\n' name command seconds "min-max" "size (MiB)"
+printf '%-10s %-40s %8s %11s %8s %11s\n' name command seconds "min-max" "cpu s" "size (MiB)"
 for name in "${order[@]}"; do
   c="${cmd[$name]//$dir\//}"; c="${c//$top\//}"; c="${c//--no-inject --no-smoke /}"
-  printf '%-10s %-48.48s %9.2f %11s %11.1f\n' "$name" "$c" "${med[$name]}" \
-    "${spread[$name]}" "$(echo "${osize[$name]} / 1048576" | bc -l)"
+  printf '%-10s %-40.40s %8.2f %11s %8.2f %11.1f\n' "$name" "$c" "${med[$name]}" \
+    "${spread[$name]}" "${cpumed[$name]}" "$(echo "${osize[$name]} / 1048576" | bc -l)"
 done
 echo
 ratio() { echo "$1 / $2" | bc -l; }
@@ -92,3 +97,5 @@ printf 'plain --no-sync: p2v --no-sync is %.2fx faster than qemu-img -W -m 16 (t
   "$(ratio "${med[qemu-W]}" "${med[p2v-ns]}")"
 printf 'durable:    p2v is %.2fx faster than qemu-img -t writeback (both fsync)\n' \
   "$(ratio "${med[qemu-t]}" "${med[p2v]}")"
+printf 'cpu time:   p2v --no-sync uses %.2fx less CPU than qemu-img, %.2fx less than -W -m 16\n' \
+  "$(ratio "${cpumed[qemu]}" "${cpumed[p2v-ns]}")" "$(ratio "${cpumed[qemu-W]}" "${cpumed[p2v-ns]}")"
