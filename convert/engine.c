@@ -14,6 +14,7 @@
 #include "format.h"
 
 #define CHUNK_SIZE (1024 * 1024)
+#define MAPPED_CHUNK_SIZE (4 * CHUNK_SIZE)
 
 enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_WORKING, SLOT_DONE };
 enum unit_kind { UNIT_UNKNOWN, UNIT_ZERO, UNIT_DATA, UNIT_COMPRESSED };
@@ -321,7 +322,7 @@ writer_loop (struct engine *e)
     if (writer_write (e, s) == -1
         || (e->opts->written
             && e->opts->written (e->opts->written_opaque, s->offset,
-                                 s->all_zero ? NULL : s->buf,
+                                 s->all_zero ? NULL : s->data,
                                  s->len) == -1)) {
       engine_fail (e);
       goto out;
@@ -387,6 +388,13 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     return p2v_error ("format '%s' has a bad granularity %u",
                       dst->drv->name, e.unit);
   e.chunk = P2V_MAX ((size_t) CHUNK_SIZE, (size_t) e.unit);
+  /* A source read through a mapping needs no slot memory, so a plain
+   * copy from it takes bigger slots: fewer and larger writes, which the
+   * page cache takes in larger folios.  Compression keeps 1 MiB slots
+   * for its per-slot buffers and its spread over the workers. */
+  if (!opts->compress && e.chunk < MAPPED_CHUNK_SIZE
+      && image_map (src, 0, 0))
+    e.chunk = MAPPED_CHUNK_SIZE;
   e.units_per_chunk = e.chunk / e.unit;
   e.zero_init = image_has_zero_init (dst);
   e.nslots = 2 * nthreads + 2;

@@ -296,8 +296,8 @@ raw_map (void *hv, uint64_t offset, size_t count)
  * every CPU that runs one of our threads, which in a VM is an
  * inter-processor interrupt and an exit each; once per 1 MiB view that
  * doubled (and made erratic) the system time of a plain copy.  A batch
- * of 16 MiB keeps the resident set well inside the engine's bound. */
-#define RAW_DROP_BATCH (16 * 1024 * 1024)
+ * of 8 MiB keeps the resident set well inside the engine's bound. */
+#define RAW_DROP_BATCH (8 * 1024 * 1024)
 
 static void
 raw_drop (struct raw_handle *h)
