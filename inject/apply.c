@@ -239,9 +239,15 @@ apply_lanes (struct p2v_guest *gs, const struct p2v_plan *plan, size_t from,
     free (path);
     if (rc && atoi (rc) == 0)
       sb_addf (log, "    ran: %s%s\n", c->command, took);
-    else if (!rc)
-      sb_addf (log, "    not run (an earlier command of its lane failed): "
-               "%s\n", c->command);
+    else if (!rc) {
+      /* Only a failure earlier in its lane (so earlier in the plan)
+       * stops a command; a command that did not run otherwise is one. */
+      sb_addf (log, "    not run: %s\n", c->command);
+      if (failed == (long) to) {
+        p2v_error ("'%s' did not run in '%s'", c->command, guest_image (gs));
+        failed = (long) i;
+      }
+    }
     else {
       char *out;
       path = xasprintf ("%s/%zu.out", dir, i);
