@@ -462,7 +462,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   goto out;
 
  fail:
-  image_close (dst);
+  image_discard (dst);
   dst = NULL;
   for (size_t i = 0; i < n; i++) {
     if (tmps[i])
@@ -717,7 +717,7 @@ cmd_convert (int argc, char **argv)
   goto out;
 
  fail:
-  image_close (dst);
+  image_discard (dst);
   dst = NULL;
   if (!in_place && tmp) {
     unlink (tmp);

@@ -1,6 +1,9 @@
 /* engine.c: the copy engine.  One reader thread walks the source's block
  * status and reads only data; worker threads find zero units and
- * compress; the calling thread writes finished chunks strictly in order.
+ * compress; the calling thread writes finished chunks strictly in order,
+ * which allocates in order, and hands the data writes themselves to a
+ * pool of write threads (pwrite_queued), so that copying into the page
+ * cache, which is most of a plain copy's time, runs on several CPUs.
  * Memory is bounded by the ring of slots, never by the disk size. */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,8 +18,13 @@
 
 #define CHUNK_SIZE (1024 * 1024)
 #define MAPPED_CHUNK_SIZE (4 * CHUNK_SIZE)
+/* Write threads: on a 2-CPU machine two beat one by 20-30 % for a plain
+ * copy into the page cache, and four lost to two. */
+#define MAX_WRITE_THREADS 2
 
-enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_WORKING, SLOT_DONE };
+/* SLOT_WRITTEN: handed to the write threads; free once pending is 0. */
+enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_WORKING, SLOT_DONE,
+                  SLOT_WRITTEN };
 enum unit_kind { UNIT_UNKNOWN, UNIT_ZERO, UNIT_DATA, UNIT_COMPRESSED };
 
 struct slot {
@@ -29,6 +37,12 @@ struct slot {
   uint8_t *cbuf;                /* compressed unit i at i * unit */
   uint8_t *kind;                /* enum unit_kind per unit */
   uint32_t *clen;               /* compressed length per unit */
+  unsigned pending;             /* queued writes not yet made */
+};
+
+struct write_job {
+  struct p2v_host_write w;
+  struct slot *s;
 };
 
 struct engine {
@@ -46,8 +60,16 @@ struct engine {
   unsigned nslots;
   uint64_t next_read_seq;       /* protected by lock */
   uint64_t next_write_seq;
+  uint64_t next_free_seq;       /* the oldest slot not yet freed */
   bool reader_done;
   bool failed;
+
+  /* Queued data writes, oldest at jobs_head; protected by lock. */
+  unsigned nwriters;            /* write threads; 0: write in order */
+  struct write_job *jobs;
+  size_t jobs_head, jobs_len, jobs_cap;
+  bool writes_done;             /* no more jobs will come */
+  struct slot *queue_slot;      /* the slot being queued (writer only) */
 };
 
 static void
@@ -238,6 +260,84 @@ worker_thread (void *arg)
   }
 }
 
+/* p2v_queue_fn for the slot being written: the job waits for a write
+ * thread, and the slot stays in use until its jobs are made. */
+static int
+queue_write (void *opaque, const struct p2v_host_write *w)
+{
+  struct engine *e = opaque;
+
+  pthread_mutex_lock (&e->lock);
+  if (e->jobs_len == e->jobs_cap) {
+    e->jobs_cap = e->jobs_cap ? 2 * e->jobs_cap : 64;
+    e->jobs = xrealloc (e->jobs, e->jobs_cap * sizeof *e->jobs);
+  }
+  e->jobs[e->jobs_len++] = (struct write_job) { .w = *w, .s = e->queue_slot };
+  e->queue_slot->pending++;
+  pthread_cond_broadcast (&e->cond);
+  pthread_mutex_unlock (&e->lock);
+  return 0;
+}
+
+static void *
+write_thread (void *arg)
+{
+  struct engine *e = arg;
+
+  for (;;) {
+    struct write_job job;
+    int r, err;
+
+    pthread_mutex_lock (&e->lock);
+    while (!e->failed && e->jobs_head == e->jobs_len && !e->writes_done)
+      pthread_cond_wait (&e->cond, &e->lock);
+    if (e->failed || e->jobs_head == e->jobs_len) {
+      pthread_mutex_unlock (&e->lock);
+      return NULL;
+    }
+    job = e->jobs[e->jobs_head++];
+    if (e->jobs_head == e->jobs_len)
+      e->jobs_head = e->jobs_len = 0;
+    pthread_mutex_unlock (&e->lock);
+
+    r = host_write_run (&job.w);
+    err = errno;
+
+    pthread_mutex_lock (&e->lock);
+    if (r == -1 && !e->failed) {
+      errno = err;
+      p2v_error ("cannot write '%s' at host offset %" PRIu64 ": %m",
+                 job.w.path, job.w.offset);
+    }
+    if (r == -1)
+      e->failed = true;
+    job.s->pending--;
+    pthread_cond_broadcast (&e->cond);
+    pthread_mutex_unlock (&e->lock);
+  }
+}
+
+/* Free, in ring order, the written slots whose queued writes are all
+ * made.  Called by the writer with the lock held; drops it to unmap. */
+static void
+release_written (struct engine *e)
+{
+  while (e->next_free_seq != e->next_write_seq) {
+    struct slot *s = &e->slots[e->next_free_seq % e->nslots];
+
+    if (s->pending > 0)
+      return;
+    if (!s->all_zero && s->data != s->buf) {
+      pthread_mutex_unlock (&e->lock);
+      image_unmap (e->src, s->offset, s->len);
+      pthread_mutex_lock (&e->lock);
+    }
+    s->state = SLOT_FREE;
+    e->next_free_seq++;
+    pthread_cond_broadcast (&e->cond);
+  }
+}
+
 static int
 writer_zero (struct engine *e, uint64_t len, uint64_t off)
 {
@@ -281,7 +381,10 @@ writer_write (struct engine *e, struct slot *s)
         return -1;
     }
     else {
-      if (image_pwrite (e->dst, s->data + i * e->unit, len, off) == -1)
+      const uint8_t *p = s->data + i * e->unit;
+      if ((e->nwriters
+           ? image_pwrite_queued (e->dst, p, len, off, queue_write, e)
+           : image_pwrite (e->dst, p, len, off)) == -1)
         return -1;
       e->stats->bytes_plain += len;
     }
@@ -305,10 +408,14 @@ writer_loop (struct engine *e)
 
     pthread_mutex_lock (&e->lock);
     s = &e->slots[e->next_write_seq % e->nslots];
-    while (!e->failed
-           && !(s->state == SLOT_DONE && s->seq == e->next_write_seq)
-           && !(e->reader_done && e->next_write_seq == e->next_read_seq))
+    for (;;) {
+      release_written (e);
+      if (e->failed
+          || (s->state == SLOT_DONE && s->seq == e->next_write_seq)
+          || (e->reader_done && e->next_write_seq == e->next_read_seq))
+        break;
       pthread_cond_wait (&e->cond, &e->lock);
+    }
     if (e->failed) {
       pthread_mutex_unlock (&e->lock);
       goto out;
@@ -319,6 +426,7 @@ writer_loop (struct engine *e)
     }
     pthread_mutex_unlock (&e->lock);
 
+    e->queue_slot = s;
     if (writer_write (e, s) == -1
         || (e->opts->written
             && e->opts->written (e->opts->written_opaque, s->offset,
@@ -327,16 +435,28 @@ writer_loop (struct engine *e)
       engine_fail (e);
       goto out;
     }
-    if (!s->all_zero && s->data != s->buf)
-      image_unmap (e->src, s->offset, s->len);
     progress_update (prog, s->offset + s->len);
 
     pthread_mutex_lock (&e->lock);
-    s->state = SLOT_FREE;
+    s->state = SLOT_WRITTEN;
     e->next_write_seq++;
     pthread_cond_broadcast (&e->cond);
     pthread_mutex_unlock (&e->lock);
   }
+
+  /* Every queued write made before anything else touches the file. */
+  pthread_mutex_lock (&e->lock);
+  for (;;) {
+    release_written (e);
+    if (e->failed || e->next_free_seq == e->next_write_seq)
+      break;
+    pthread_cond_wait (&e->cond, &e->lock);
+  }
+  e->writes_done = true;
+  pthread_cond_broadcast (&e->cond);
+  pthread_mutex_unlock (&e->lock);
+  if (e->failed)
+    goto out;
 
   /* A larger destination that is not zero-initialised gets a zero tail. */
   if (e->dst->size > e->src->size && !e->zero_init
@@ -362,8 +482,8 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
 {
   struct engine e = { 0 };
   unsigned nthreads = opts->threads ? opts->threads : default_threads ();
-  pthread_t reader, *workers = NULL;
-  unsigned started = 0;
+  pthread_t reader, *workers = NULL, writers[MAX_WRITE_THREADS];
+  unsigned started = 0, writers_started = 0;
   bool reader_started = false;
   double t0 = now_seconds ();
   int r = -1;
@@ -398,6 +518,8 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
   e.units_per_chunk = e.chunk / e.unit;
   e.zero_init = image_has_zero_init (dst);
   e.nslots = 2 * nthreads + 2;
+  if (dst->drv->pwrite_queued)
+    e.nwriters = P2V_MIN (nthreads, (unsigned) MAX_WRITE_THREADS);
   pthread_mutex_init (&e.lock, NULL);
   pthread_cond_init (&e.cond, NULL);
 
@@ -427,6 +549,16 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     }
   }
 
+  for (; writers_started < e.nwriters; writers_started++) {
+    errno = pthread_create (&writers[writers_started], NULL, write_thread,
+                            &e);
+    if (errno) {
+      p2v_error ("cannot start a write thread: %m");
+      engine_fail (&e);
+      goto out;
+    }
+  }
+
   r = writer_loop (&e);
 
  out:
@@ -436,6 +568,8 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     pthread_join (reader, NULL);
   for (unsigned i = 0; i < started; i++)
     pthread_join (workers[i], NULL);
+  for (unsigned i = 0; i < writers_started; i++)
+    pthread_join (writers[i], NULL);
   if (e.failed)
     r = -1;
   for (unsigned i = 0; i < e.nslots; i++) {
@@ -445,6 +579,7 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     free (e.slots[i].kind);
   }
   free (e.slots);
+  free (e.jobs);
   free (workers);
   pthread_mutex_destroy (&e.lock);
   pthread_cond_destroy (&e.cond);

@@ -23,6 +23,20 @@ struct p2v_create_opts {
   bool no_sync;
 };
 
+struct p2v_writeback;
+
+/* One write of data bytes to the file under an image, handed to the
+ * caller by pwrite_queued instead of being made (see there). */
+struct p2v_host_write {
+  int fd;
+  const void *buf;
+  size_t count;
+  uint64_t offset;
+  struct p2v_writeback *wb;     /* early writeback to account, or NULL */
+  const char *path;             /* the image, for messages */
+};
+typedef int (*p2v_queue_fn) (void *opaque, const struct p2v_host_write *w);
+
 struct p2v_format {
   const char *name;
   const char *description;
@@ -59,6 +73,14 @@ struct p2v_format {
    * drop it from the process's memory (the page cache keeps it). */
   void (*unmap) (void *h, uint64_t offset, size_t count);
   int (*pwrite) (void *h, const void *buf, size_t count, uint64_t offset);
+  /* Optional: pwrite whose metadata is updated at once, but whose data
+   * writes are handed to queue(opaque, w) instead of being made.  The
+   * caller makes each with host_write_run, from any thread and in any
+   * order (they never overlap each other nor any metadata), before the
+   * image's next flush or close, and keeps buf valid until then.  So a
+   * single thread can allocate in order while several write. */
+  int (*pwrite_queued) (void *h, const void *buf, size_t count,
+                        uint64_t offset, p2v_queue_fn queue, void *opaque);
   /* Optional: make the range read as zeros. */
   int (*zero) (void *h, uint64_t count, uint64_t offset);
   /* Status of the range starting at offset: sets *pnum (1..count bytes
@@ -79,6 +101,9 @@ struct p2v_format {
                             uint64_t offset, size_t len);
 
   int (*flush) (void *h);
+  /* Optional: the caller is deleting this image after a failure, so
+   * close need write nothing more (its metadata, say). */
+  void (*discard) (void *h);
   /* Frees the handle; returns -1 if the final writes failed. */
   int (*close) (void *h);
 };
@@ -113,11 +138,21 @@ struct p2v_image *image_create (const char *path, const char *format,
                                 const struct p2v_create_opts *opts);
 /* Returns -1 if closing failed (data may not be on disk); frees img. */
 int image_close (struct p2v_image *img);
+/* Close an image the caller is about to delete after a failure: nothing
+ * more is written and nothing is reported; frees img. */
+void image_discard (struct p2v_image *img);
 
 int image_pread (struct p2v_image *img, void *buf, size_t count,
                  uint64_t offset);
 int image_pwrite (struct p2v_image *img, const void *buf, size_t count,
                   uint64_t offset);
+/* pwrite_queued, or a plain image_pwrite for drivers without it. */
+int image_pwrite_queued (struct p2v_image *img, const void *buf,
+                         size_t count, uint64_t offset,
+                         p2v_queue_fn queue, void *opaque);
+/* Make one queued write; thread-safe.  Returns -1 with errno set and
+ * reports nothing, so that of several threads failing at once one speaks. */
+int host_write_run (const struct p2v_host_write *w);
 /* Zero-copy view of [offset, offset+count) or NULL when the driver has
  * none; see struct p2v_format's map. */
 const void *image_map (struct p2v_image *img, uint64_t offset, size_t count);

@@ -171,6 +171,18 @@ image_close (struct p2v_image *img)
   return r;
 }
 
+void
+image_discard (struct p2v_image *img)
+{
+  if (!img)
+    return;
+  if (img->drv->discard)
+    img->drv->discard (img->h);
+  (void) img->drv->close (img->h);
+  free (img->path);
+  free (img);
+}
+
 int
 image_pread (struct p2v_image *img, void *buf, size_t count, uint64_t offset)
 {
@@ -208,6 +220,30 @@ image_pwrite (struct p2v_image *img, const void *buf, size_t count,
     return p2v_error ("write of %zu bytes at %" PRIu64 " is beyond the end of '%s'",
                       count, offset, img->path);
   return img->drv->pwrite (img->h, buf, count, offset);
+}
+
+int
+image_pwrite_queued (struct p2v_image *img, const void *buf, size_t count,
+                     uint64_t offset, p2v_queue_fn queue, void *opaque)
+{
+  if (!img->drv->pwrite_queued)
+    return image_pwrite (img, buf, count, offset);
+  if (img->readonly)
+    return p2v_error ("'%s' is open read-only", img->path);
+  if (offset > img->size || count > img->size - offset)
+    return p2v_error ("write of %zu bytes at %" PRIu64 " is beyond the end of '%s'",
+                      count, offset, img->path);
+  return img->drv->pwrite_queued (img->h, buf, count, offset, queue, opaque);
+}
+
+int
+host_write_run (const struct p2v_host_write *w)
+{
+  if (full_pwrite (w->fd, w->buf, w->count, w->offset) == -1)
+    return -1;
+  if (w->wb)
+    writeback_account (w->fd, w->wb, w->count);
+  return 0;
 }
 
 int

@@ -190,6 +190,19 @@ raw_pwrite (void *hv, const void *buf, size_t count, uint64_t offset)
 }
 
 static int
+raw_pwrite_queued (void *hv, const void *buf, size_t count, uint64_t offset,
+                   p2v_queue_fn queue, void *opaque)
+{
+  struct raw_handle *h = hv;
+  struct p2v_host_write w = {
+    .fd = h->fd, .buf = buf, .count = count, .offset = offset,
+    .wb = h->no_sync ? NULL : &h->wb, .path = h->path,
+  };
+
+  return queue (opaque, &w);
+}
+
+static int
 raw_zero (void *hv, uint64_t count, uint64_t offset)
 {
   struct raw_handle *h = hv;
@@ -357,6 +370,7 @@ const struct p2v_format p2v_format_raw = {
   .map = raw_map,
   .unmap = raw_unmap,
   .pwrite = raw_pwrite,
+  .pwrite_queued = raw_pwrite_queued,
   .zero = raw_zero,
   .block_status = raw_block_status,
   .flush = raw_flush,
