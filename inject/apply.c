@@ -62,15 +62,8 @@ backup (struct p2v_guest *gs, const char *file, struct p2v_strbuf *log)
 static int
 check_command (struct p2v_guest *gs, const struct p2v_change *c)
 {
-  bool found = false;
-
-  if (c->check_initrd
-      && guest_initrd_has (gs, c->file, "virtio_blk.ko", &found) == 0) {
-    if (!found)
-      return p2v_error ("'%s' still lacks virtio_blk after '%s'", c->file,
-                        c->command);
-  }
-  else if (c->check && !guest_sh_ok (gs, c->check))
+  if (c->check_virtio
+      && !initramfs_has_virtio_blk (gs, c->check_virtio, c->file))
     return p2v_error ("'%s' still lacks virtio_blk after '%s'", c->file,
                       c->command);
   if (c->check_cmdlines) {

@@ -343,9 +343,12 @@ struct p2v_facts {
 
 struct p2v_facts *inspect_guest (struct p2v_guest *gs);
 void facts_free (struct p2v_facts *f);
-/* A shell command that succeeds if INITRD holds virtio_blk. */
-char *initramfs_virtio_check (const struct p2v_initramfs_tool *t,
-                              const char *initrd);
+/* Whether the initramfs INITRD holds virtio_blk: listed on the host
+ * (guest_initrd_has), else by the tool T's lister in the guest, else by
+ * libguestfs (gzip or plain cpio).  False when none can tell. */
+bool initramfs_has_virtio_blk (struct p2v_guest *gs,
+                               const struct p2v_initramfs_tool *t,
+                               const char *initrd);
 /* The spec (UUID=...) for a guest device name, or NULL. */
 char *facts_resolve (const char *name, void *facts);
 
@@ -374,9 +377,9 @@ struct p2v_change {
   char *content;
   char *source;
   char *command;
-  char *check;                  /* must succeed after the command */
-  bool check_initrd;            /* file must list virtio_blk (read on the
-                                   host; `check` when that cannot be) */
+  /* After the command, file must hold virtio_blk, as this initramfs
+   * tool's image (NULL: no such check). */
+  const struct p2v_initramfs_tool *check_virtio;
   bool check_cmdlines;          /* file may not name disk devices after */
   bool backup;                  /* keep FILE.p2v-orig first */
   bool created;                 /* the file did not exist */

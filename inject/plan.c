@@ -49,7 +49,6 @@ plan_free (struct p2v_plan *plan)
     free (c->content);
     free (c->source);
     free (c->command);
-    free (c->check);
   }
   free (plan->v);
   plan->v = NULL;
@@ -435,10 +434,8 @@ plan_initramfs_rebuilds (struct planner *P)
     /* grub-mkconfig writes an initrd line only for an image it finds:
      * a missing one is made before it runs, not beside it. */
     c->lane = k->initramfs_exists ? 1 : 0;
-    if (!k->virtio_builtin) {
-      c->check = initramfs_virtio_check (t, k->initramfs);
-      c->check_initrd = true;
-    }
+    if (!k->virtio_builtin)
+      c->check_virtio = t;
     free (after);
   }
   sb_free (&mods);
