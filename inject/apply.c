@@ -328,6 +328,8 @@ plan_apply (struct p2v_guest *gs, const struct p2v_plan *plan, bool quiet)
   strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime (&now));
   sb_addf (&log, "%s p2v %s inject: %zu changes\n", stamp, P2V_VERSION,
            plan->n);
+  for (size_t i = 0; i < plan->notes.n; i++)
+    sb_addf (&log, "  note: %s\n", plan->notes.v[i]);
   for (size_t i = 0; i < plan->n && r == 0; ) {
     size_t end = lane_run_end (plan, i);
     double t0 = now_seconds ();
