@@ -62,15 +62,8 @@ backup (struct p2v_guest *gs, const char *file, struct p2v_strbuf *log)
 static int
 check_command (struct p2v_guest *gs, const struct p2v_change *c)
 {
-  bool found = false;
-
-  if (c->check_initrd
-      && guest_initrd_has (gs, c->file, "virtio_blk.ko", &found) == 0) {
-    if (!found)
-      return p2v_error ("'%s' still lacks virtio_blk after '%s'", c->file,
-                        c->command);
-  }
-  else if (c->check && !guest_sh_ok (gs, c->check))
+  if (c->check_virtio
+      && !initramfs_has_virtio_blk (gs, c->check_virtio, c->file))
     return p2v_error ("'%s' still lacks virtio_blk after '%s'", c->file,
                       c->command);
   if (c->check_cmdlines) {
@@ -335,6 +328,8 @@ plan_apply (struct p2v_guest *gs, const struct p2v_plan *plan, bool quiet)
   strftime (stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime (&now));
   sb_addf (&log, "%s p2v %s inject: %zu changes\n", stamp, P2V_VERSION,
            plan->n);
+  for (size_t i = 0; i < plan->notes.n; i++)
+    sb_addf (&log, "  note: %s\n", plan->notes.v[i]);
   for (size_t i = 0; i < plan->n && r == 0; ) {
     size_t end = lane_run_end (plan, i);
     double t0 = now_seconds ();

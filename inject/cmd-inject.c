@@ -1,6 +1,6 @@
 /* cmd-inject.c: `p2v inject IMAGE`: make the guest boot and reach the
- * network as a KVM guest: device names, boot loader, initramfs with
- * virtio, network names, hardware agents. */
+ * network as a KVM guest: device names, LVM and md settings, boot
+ * loader, initramfs with virtio, network names, hardware agents. */
 #include <getopt.h>
 #include <stdio.h>
 
@@ -19,6 +19,11 @@ const char cmd_inject_help[] =
   "  - virtio_blk, virtio_scsi, virtio_net, virtio_pci and virtio_console\n"
   "    go into the initramfs tool's configuration and every kernel's\n"
   "    initramfs is rebuilt and checked;\n"
+  "  - LVM and md RAID find their disks under virtio names: the LVM devices\n"
+  "    file (/etc/lvm/devices/system.devices) is moved aside, an lvm.conf\n"
+  "    filter accepting only the old disks also accepts /dev/vd*, and in\n"
+  "    mdadm.conf devices= lists of old names go and a DEVICE line of only\n"
+  "    old names becomes 'DEVICE partitions';\n"
   "  - network interfaces keep their names on the virtio NIC (a systemd\n"
   "    .link file by MAC); udev pins to the old hardware are dropped;\n"
   "  - hardware agents (HPE, Dell, IPMI, VMware, VirtualBox, Hyper-V) are\n"

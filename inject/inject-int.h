@@ -142,6 +142,25 @@ char *dracut_conf_text (const char *const *mods);
 char *mkinitcpio_conf_add (const char *text, const char *const *mods,
                            struct p2v_edits *edits);
 
+/* ---- storage.c: LVM and md RAID settings naming the physical disks ---- */
+
+/* The pattern lvm_conf_rewrite() puts first in a filter. */
+extern const char lvm_filter_accept_virtio[];
+/* lvm.conf: devices/filter and devices/global_filter that accept the
+ * physical disks' names (/dev/sd*, by-id, ...) and would reject the
+ * VM's /dev/vd* get lvm_filter_accept_virtio as first pattern.  What it
+ * cannot parse stays as it is, with a line ("line N: ...") in NOTES. */
+char *lvm_conf_rewrite (const char *text, struct p2v_edits *edits,
+                        struct p2v_strings *notes);
+/* mdadm.conf: ARRAY lines lose a devices= naming physical disks (the
+ * array is found by its UUID); a DEVICE line naming only physical disks
+ * becomes "DEVICE partitions". */
+char *mdadm_conf_rewrite (const char *text, struct p2v_edits *edits,
+                          struct p2v_strings *notes);
+/* What an LVM devices file pins, for the plan: "2 PVs pinned by
+ * sys_wwid, devname (/dev/sda2, /dev/sdb1)". */
+char *lvm_devices_summary (const char *text);
+
 /* ---- net.c: network configuration styles ---- */
 
 struct p2v_netif {
@@ -343,9 +362,12 @@ struct p2v_facts {
 
 struct p2v_facts *inspect_guest (struct p2v_guest *gs);
 void facts_free (struct p2v_facts *f);
-/* A shell command that succeeds if INITRD holds virtio_blk. */
-char *initramfs_virtio_check (const struct p2v_initramfs_tool *t,
-                              const char *initrd);
+/* Whether the initramfs INITRD holds virtio_blk: listed on the host
+ * (guest_initrd_has), else by the tool T's lister in the guest, else by
+ * libguestfs (gzip or plain cpio).  False when none can tell. */
+bool initramfs_has_virtio_blk (struct p2v_guest *gs,
+                               const struct p2v_initramfs_tool *t,
+                               const char *initrd);
 /* The spec (UUID=...) for a guest device name, or NULL. */
 char *facts_resolve (const char *name, void *facts);
 
@@ -363,7 +385,7 @@ int initrd_file_has (const char *path, const char *needle, bool *found);
 enum p2v_change_kind {
   CHANGE_WRITE,                 /* file gets `content` (edit or create) */
   CHANGE_SHOWN,                 /* another line of the previous write */
-  CHANGE_REMOVE,                /* a symlink goes */
+  CHANGE_REMOVE,                /* a file or symlink goes */
   CHANGE_COPY,                  /* `source` copied to file */
   CHANGE_COMMAND,               /* `command` runs in the guest */
 };
@@ -374,9 +396,9 @@ struct p2v_change {
   char *content;
   char *source;
   char *command;
-  char *check;                  /* must succeed after the command */
-  bool check_initrd;            /* file must list virtio_blk (read on the
-                                   host; `check` when that cannot be) */
+  /* After the command, file must hold virtio_blk, as this initramfs
+   * tool's image (NULL: no such check). */
+  const struct p2v_initramfs_tool *check_virtio;
   bool check_cmdlines;          /* file may not name disk devices after */
   bool backup;                  /* keep FILE.p2v-orig first */
   bool created;                 /* the file did not exist */
@@ -389,6 +411,9 @@ struct p2v_change {
 struct p2v_plan {
   struct p2v_change *v;
   size_t n, cap;
+  /* What the plan leaves alone that may still keep the guest from
+   * booting ("FILE: line N: ..."): shown by inspect, warned by inject. */
+  struct p2v_strings notes;
 };
 
 int plan_build (struct p2v_guest *gs, struct p2v_facts *f,

@@ -43,6 +43,11 @@ inject_run (const char *image, enum p2v_run_mode mode,
   if (plan_build (gs, facts, opts, &plan) == -1)
     goto out;
 
+  /* inspect shows them in its report; inject says them once. */
+  if (mode == RUN_INJECT)
+    for (size_t i = 0; i < plan.notes.n; i++)
+      p2v_warning ("%s", plan.notes.v[i]);
+
   if (mode == RUN_INSPECT) {
     if (ro->json) {
       json_object *o = report_json (facts, &plan);

@@ -479,17 +479,6 @@ kernel_has_builtin_virtio (struct p2v_guest *gs, const char *kver)
   return builtin;
 }
 
-char *
-initramfs_virtio_check (const struct p2v_initramfs_tool *t, const char *initrd)
-{
-  static const char *const keys[] = { "initrd", NULL };
-  const char *values[] = { initrd, NULL };
-  char *lister = template_expand (t->lister, keys, values);
-  char *cmd = xasprintf ("%s 2>/dev/null | grep -q 'virtio_blk\\.ko'", lister);
-  free (lister);
-  return cmd;
-}
-
 static const char *const bin_dirs[] = {
   "/usr/bin", "/usr/sbin", "/bin", "/sbin"
 };
@@ -504,35 +493,50 @@ xstrndup_word (const char *s)
   return w;
 }
 
-static void
-initramfs_has_virtio (struct p2v_guest *gs, const struct p2v_initramfs_tool *t,
-                      struct p2v_kernel *k)
+static bool
+guest_has_program (struct p2v_guest *gs, const char *program)
 {
-  char *program, *cmd;
-  bool lister = false;
+  bool found = false;
 
-  if (guest_initrd_has (gs, k->initramfs, "virtio_blk.ko", &k->has_virtio) == 0)
-    return;
-  program = xstrndup_word (t->lister);
-  for (size_t i = 0; i < ARRAY_SIZE (bin_dirs) && !lister; i++) {
+  for (size_t i = 0; i < ARRAY_SIZE (bin_dirs) && !found; i++) {
     char *p = xasprintf ("%s/%s", bin_dirs[i], program);
-    lister = guest_is_file (gs, p);
+    found = guest_is_file (gs, p);
     free (p);
   }
+  return found;
+}
+
+bool
+initramfs_has_virtio_blk (struct p2v_guest *gs,
+                          const struct p2v_initramfs_tool *t,
+                          const char *initrd)
+{
+  char *program;
+  bool found = false, lister;
+
+  if (guest_initrd_has (gs, initrd, "virtio_blk.ko", &found) == 0)
+    return found;
+  program = xstrndup_word (t->lister);
+  lister = guest_has_program (gs, program);
   free (program);
   if (lister) {
-    cmd = initramfs_virtio_check (t, k->initramfs);
-    k->has_virtio = guest_sh_ok (gs, cmd);
+    static const char *const keys[] = { "initrd", NULL };
+    const char *values[] = { initrd, NULL };
+    char *list = template_expand (t->lister, keys, values);
+    char *cmd = xasprintf ("%s 2>/dev/null | grep -q 'virtio_blk\\.ko'", list);
+    found = guest_sh_ok (gs, cmd);
     free (cmd);
+    free (list);
   }
   else {
     /* Without the guest's lister, libguestfs reads gzip/plain cpio. */
-    char **files = guestfs_initrd_list (G (gs), k->initramfs);
+    char **files = guestfs_initrd_list (G (gs), initrd);
     for (size_t i = 0; files && files[i]; i++)
       if (strstr (files[i], "/virtio_blk.ko"))
-        k->has_virtio = true;
+        found = true;
     free_string_array (files);
   }
+  return found;
 }
 
 static void
@@ -583,7 +587,7 @@ check_kernels_virtio (struct p2v_guest *gs, struct p2v_facts *f)
     k->virtio_builtin = kernel_has_builtin_virtio (gs, k->version);
     k->has_virtio = k->virtio_builtin;
     if (!k->has_virtio && k->initramfs_exists)
-      initramfs_has_virtio (gs, f->itool, k);
+      k->has_virtio = initramfs_has_virtio_blk (gs, f->itool, k->initramfs);
   }
 }
 

@@ -49,11 +49,11 @@ plan_free (struct p2v_plan *plan)
     free (c->content);
     free (c->source);
     free (c->command);
-    free (c->check);
   }
   free (plan->v);
   plan->v = NULL;
   plan->n = plan->cap = 0;
+  strings_free (&plan->notes);
 }
 
 /* A file edit: one plan entry per visible edit, the first one writing
@@ -128,6 +128,63 @@ plan_resume (struct planner *P)
   if (file_edit (P, path, text, out, &e))
     P->initramfs_inputs = true;
   free (text);
+}
+
+/* ---- LVM and md RAID: their disks under new names ---- */
+
+/* Files that may tie volumes to the physical disks' names, whatever the
+ * family: each distribution has the ones its packages install. */
+static const struct {
+  const char *path;
+  char *(*rewrite) (const char *text, struct p2v_edits *edits,
+                    struct p2v_strings *notes);
+} storage_configs[] = {
+  { "/etc/lvm/lvm.conf", lvm_conf_rewrite },
+  { "/etc/lvm/lvmlocal.conf", lvm_conf_rewrite },
+  { "/etc/mdadm/mdadm.conf", mdadm_conf_rewrite },      /* Debian */
+  { "/etc/mdadm.conf", mdadm_conf_rewrite },            /* RHEL, SUSE, Arch */
+};
+
+static void
+plan_storage (struct planner *P)
+{
+  static const char devices_file[] = "/etc/lvm/devices/system.devices";
+  char *text;
+
+  /* lvm2 >= 2.03.12 (the default from RHEL 9) uses only the PVs listed
+   * there, by IDs of the physical disks; without the file it scans all
+   * disks, as virt-v2v leaves it. */
+  if ((text = guest_read (P->gs, devices_file))) {
+    char *before = lvm_devices_summary (text);
+    struct p2v_change *c = plan_add (P->plan, CHANGE_REMOVE, devices_file,
+                                     before, "(removed: LVM scans all disks)",
+                                     "it pins the PVs by the physical disks' "
+                                     "WWIDs, serials and /dev/sdX names, "
+                                     "which the VM's virtio disks do not "
+                                     "have: LVM would ignore the PV on "
+                                     "/dev/vda and not find the root");
+    c->backup = true;
+    P->initramfs_inputs = true;
+    free (before);
+    free (text);
+  }
+  for (size_t i = 0; i < ARRAY_SIZE (storage_configs); i++) {
+    const char *path = storage_configs[i].path;
+    struct p2v_edits e = { 0 };
+    struct p2v_strings notes = { 0 };
+    char *out;
+
+    if (!(text = guest_read (P->gs, path)))
+      continue;
+    out = storage_configs[i].rewrite (text, &e, &notes);
+    if (file_edit (P, path, text, out, &e))
+      P->initramfs_inputs = true;
+    for (size_t j = 0; j < notes.n; j++)
+      strings_add_nodup (&P->plan->notes, xasprintf ("%s: %s", path,
+                                                     notes.v[j]));
+    strings_free (&notes);
+    free (text);
+  }
 }
 
 /* ---- boot loader configuration (the files; commands come later) ---- */
@@ -429,16 +486,15 @@ plan_initramfs_rebuilds (struct planner *P)
                   : k->has_virtio ? "virtio_blk present" : "no virtio_blk",
                   after,
                   !k->has_virtio ? "the VM boots from a virtio disk"
-                  : "files it copies changed (fstab, driver list, network names)");
+                  : "files it copies changed (fstab, driver list, network "
+                    "names, LVM and md settings)");
     c->command = template_expand (k->initramfs_exists ? t->rebuild : t->create,
                                   keys, values);
     /* grub-mkconfig writes an initrd line only for an image it finds:
      * a missing one is made before it runs, not beside it. */
     c->lane = k->initramfs_exists ? 1 : 0;
-    if (!k->virtio_builtin) {
-      c->check = initramfs_virtio_check (t, k->initramfs);
-      c->check_initrd = true;
-    }
+    if (!k->virtio_builtin)
+      c->check_virtio = t;
     free (after);
   }
   sb_free (&mods);
@@ -671,6 +727,7 @@ plan_build (struct p2v_guest *gs, struct p2v_facts *f,
   plan_spec_table (&P, "/etc/fstab", 0, 1);
   plan_spec_table (&P, "/etc/crypttab", 1, 0);
   plan_resume (&P);
+  plan_storage (&P);
   plan_boot_files (&P);
   plan_initramfs_config (&P);
   plan_network (&P);

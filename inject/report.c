@@ -81,13 +81,15 @@ report_print_human (FILE *f, const struct p2v_facts *x,
       fprintf (f, ", package %s", a->package);
     fputc ('\n', f);
   }
-  if (!plan->n) {
+  if (!plan->n)
     fprintf (f, "plan: nothing to do\n");
-    return;
+  else {
+    fprintf (f, "plan:\n");
+    for (size_t i = 0; i < plan->n; i++)
+      report_print_change (f, i, &plan->v[i]);
   }
-  fprintf (f, "plan:\n");
-  for (size_t i = 0; i < plan->n; i++)
-    report_print_change (f, i, &plan->v[i]);
+  for (size_t i = 0; i < plan->notes.n; i++)
+    fprintf (f, "%s %s\n", i ? "      " : "notes:", plan->notes.v[i]);
 }
 
 json_object *
@@ -101,6 +103,7 @@ report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
   json_object *ifs = json_object_new_array ();
   json_object *agents = json_object_new_array ();
   json_object *jplan = json_object_new_array ();
+  json_object *notes = json_object_new_array ();
 
   json_object_object_add (o, "os", json_string_or_null (x->os));
   json_object_object_add (o, "distro", json_string_or_null (x->distro));
@@ -194,5 +197,8 @@ report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
     json_object_array_add (jplan, jc);
   }
   json_object_object_add (o, "plan", jplan);
+  for (size_t i = 0; i < plan->notes.n; i++)
+    json_object_array_add (notes, json_string_or_null (plan->notes.v[i]));
+  json_object_object_add (o, "notes", notes);
   return o;
 }

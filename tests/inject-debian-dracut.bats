@@ -6,10 +6,41 @@
 
 load inject-helpers
 
+# An LVM set-up that knows only the physical disk, written into the copy
+# before the whole flow runs (so the flow's one smoke boot checks it): a
+# devices file as RHEL 9 writes one, pinning the PV by a SATA WWID and
+# /dev/sda2, used (use_devicesfile = 1); a global_filter accepting only
+# /dev/sda*; and lvm.conf inside the initramfs (lvmconf, as a host-only
+# initramfs has it), where a filter rejecting /dev/vda hides the root.
+lvm_hostile() {
+  cat >"$D/system.devices" <<'EOF'
+# LVM uses devices listed in this file.
+# Created by LVM command vgimportdevices pid 2087 at Mon Jan  8 10:00:00 2024
+VERSION=1.1.1
+IDTYPE=sys_wwid IDNAME=naa.5000c500a1b2c3d4 DEVNAME=/dev/sda2 PVID=p2vTestPVIDp2vTestPVIDp2vTestPV PART=2
+EOF
+  printf '\tuse_devicesfile = 1\n\tglobal_filter = [ "a|^/dev/sda.*|", "r|.*|" ]\n' \
+    >"$D/lvm.snippet"
+  guestfish --rw -a "$1" -i <<EOF
+download /etc/lvm/lvm.conf $D/lvm.conf
+! sed -i '/^devices {\$/r $D/lvm.snippet' $D/lvm.conf
+upload $D/lvm.conf /etc/lvm/lvm.conf
+mkdir-p /etc/lvm/devices
+upload $D/system.devices /etc/lvm/devices/system.devices
+write /etc/dracut.conf.d/60-lvmconf.conf "lvmconf=\"yes\"\n"
+EOF
+}
+
 setup_file() {
   export D="$BATS_FILE_TMPDIR"
   use_fixture debian-dracut-lvm
   fixture_copy "$FIX" "$D/server.img"
+  step hostile lvm_hostile "$D/server.img"
+  GUEST_DUMP+='
+echo "== lvm"; grep -E "^[[:space:]]*(use_devicesfile|global_filter|filter)[[:space:]]*=" /etc/lvm/lvm.conf
+echo "== lvm-devices"; ls /etc/lvm/devices/
+echo "== initramfs-lvm"; for i in /boot/initrd.img-*; do lsinitrd -f etc/lvm/lvm.conf $i | grep "global_filter ="; done
+'
   inject_flow
 }
 
@@ -38,6 +69,19 @@ teardown_file() {
   [ -z "$(plan /boot/grub/grub.cfg)" ]
 }
 
+@test "inspect --json: the LVM devices file goes and the filter accepts vd, before the initramfs is rebuilt" {
+  step_ok hostile
+  j="$D/inspect.out"
+  plan() { jq -r --arg f "$1" '.plan[] | select(.file == $f) | "\(.action): \(.before) => \(.after)"' "$j"; }
+  index() { jq -r --arg f "$1" '[.plan[].file] | index($f)' "$j"; }
+  [ "$(plan /etc/lvm/devices/system.devices)" = "remove: 1 PV pinned by sys_wwid (/dev/sda2) => (removed: LVM scans all disks)" ]
+  [ "$(plan /etc/lvm/lvm.conf)" = 'edit: global_filter = [ "a|^/dev/sda.*|", "r|.*|" ] => global_filter = [ "a|^/dev/vd.*|", "a|^/dev/sda.*|", "r|.*|" ]' ]
+  initrd=/boot/initrd.img-$(side "$D/server.img" kernel)
+  [ "$(index /etc/lvm/devices/system.devices)" -lt "$(index "$initrd")" ]
+  [ "$(index /etc/lvm/lvm.conf)" -lt "$(index "$initrd")" ]
+  [ "$(jq -r '.notes | length' "$j")" = 0 ]
+}
+
 @test "convert: injects the copy (the plan applied, logged in the guest)" {
   step_ok convert
   [ "$(jq -r .injected "$D/convert.out")" = true ]
@@ -57,13 +101,27 @@ teardown_file() {
   section "$D/dump.out" log | grep -q "ran: dracut -f"
 }
 
+@test "after inject: LVM devices file gone (backup kept), filter accepts vd (in the initramfs too), both logged" {
+  step_ok dump
+  [ "$(section "$D/dump.out" lvm-devices)" = system.devices.p2v-orig ]
+  section "$D/dump.out" backups | grep -qx /etc/lvm/devices/system.devices.p2v-orig
+  section "$D/dump.out" backups | grep -qx /etc/lvm/lvm.conf.p2v-orig
+  section "$D/dump.out" lvm | grep -q '^[[:space:]]*use_devicesfile = 1$'
+  section "$D/dump.out" lvm | grep -qF 'global_filter = [ "a|^/dev/vd.*|", "a|^/dev/sda.*|", "r|.*|" ]'
+  # The initramfs was rebuilt after the edit: its LVM sees the virtio disk.
+  section "$D/dump.out" initramfs-lvm | grep -qF 'global_filter = [ "a|^/dev/vd.*|", "a|^/dev/sda.*|", "r|.*|" ]'
+  section "$D/dump.out" log | grep -qF '/etc/lvm/devices/system.devices: 1 PV pinned by sys_wwid (/dev/sda2) -> (removed: LVM scans all disks)'
+  section "$D/dump.out" log | grep -q 'backup: /etc/lvm/devices/system.devices.p2v-orig'
+  section "$D/dump.out" log | grep -qF '/etc/lvm/lvm.conf: global_filter = [ "a|^/dev/sda.*|", "r|.*|" ] -> global_filter = [ "a|^/dev/vd.*|"'
+}
+
 @test "second inject: nothing to do, image unchanged" {
   step_ok inject2
   [ "$(cat "$D/inject2.out")" = "inject: nothing to do" ]
   [ "$(cat "$D/sha.before-second")" = "$(cat "$D/sha.after-second")" ]
 }
 
-@test "p2v convert: the converted server passes smoke on virtio, eno1 up on its MAC and address" {
+@test "p2v convert: the converted server passes smoke on virtio (with the hostile LVM settings), eno1 up on its MAC and address" {
   convert_smoke_passed
   [ "$(jq -r .smoke.firmware "$D/convert.out")" = bios ]
 }

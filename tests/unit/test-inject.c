@@ -762,6 +762,294 @@ test_initrd (void)
   free (buf);
 }
 
+
+/* lvm_conf_rewrite on TEXT: the result equals WANT (NULL: unchanged),
+ * with EDITS edits and NOTES notes; a second pass changes nothing. */
+static void
+check_lvm (const char *text, const char *want, size_t edits, size_t notes,
+           int line)
+{
+  struct p2v_edits e = { 0 };
+  struct p2v_strings n = { 0 };
+  char *out = lvm_conf_rewrite (text, &e, &n), *again;
+  bool ok = strcmp (out, want ? want : text) == 0 && e.n == edits
+    && n.n == notes;
+
+  if (!ok)
+    fprintf (stderr, "line %d: got (%zu edits, %zu notes):\n%s\n", line,
+             e.n, n.n, out);
+  CHECK (ok);
+  edits_free (&e);
+  strings_free (&n);
+  again = lvm_conf_rewrite (out, &e, &n);
+  CHECK (strcmp (again, out) == 0 && e.n == 0);
+  edits_free (&e);
+  strings_free (&n);
+  free (again);
+  free (out);
+}
+
+static void
+test_lvm_conf (void)
+{
+  struct p2v_edits e = { 0 };
+  struct p2v_strings n = { 0 };
+  char *out;
+
+  /* No filter: the stock file's examples are comments. */
+  check_lvm ("config {\n\tcheckings = 1\n}\ndevices {\n\tdir = \"/dev\"\n"
+             "\tscan = [ \"/dev\" ]\n"
+             "\t# filter = [ \"a|^/dev/sda.*|\", \"r|.*|\" ]\n"
+             "\t# global_filter = [ \"a|.*|\" ]\n"
+             "\tuse_devicesfile = 1\n}\n", NULL, 0, 0, __LINE__);
+  check_lvm ("", NULL, 0, 0, __LINE__);
+
+  /* The one-line filter of a server that knew only its SATA disk. */
+  out = lvm_conf_rewrite ("devices {\n"
+                          "    global_filter = [ \"a|^/dev/sda.*|\", \"r|.*|\" ]\n"
+                          "}\n", &e, &n);
+  CHECK (strcmp (out, "devices {\n    global_filter = [ \"a|^/dev/vd.*|\", "
+                 "\"a|^/dev/sda.*|\", \"r|.*|\" ]\n}\n") == 0);
+  CHECK (e.n == 1 && n.n == 0);
+  if (e.n == 1) {
+    CHECK (strcmp (e.v[0].before,
+                   "global_filter = [ \"a|^/dev/sda.*|\", \"r|.*|\" ]") == 0);
+    CHECK (strcmp (e.v[0].after, "global_filter = [ \"a|^/dev/vd.*|\", "
+                   "\"a|^/dev/sda.*|\", \"r|.*|\" ]") == 0);
+    CHECK (strstr (e.v[0].why, "/dev/vd") != NULL);
+  }
+  edits_free (&e);
+  strings_free (&n);
+  free (out);
+
+  /* Already accepting the virtio disks, or not naming physical ones. */
+  check_lvm ("devices {\n filter = [ \"a|^/dev/vd.*|\", \"a|^/dev/sda.*|\", "
+             "\"r|.*|\" ]\n}\n", NULL, 0, 0, __LINE__);
+  check_lvm ("devices {\n filter = [ \"a|^/dev/[sv]d[a-z]+[0-9]*$|\", "
+             "\"r|.*|\" ]\n}\n", NULL, 0, 0, __LINE__);
+  check_lvm ("devices { filter = [ \"a|.*|\" ] }\n", NULL, 0, 0, __LINE__);
+  check_lvm ("devices { filter = [ \"r|/dev/cdrom|\" ] }\n", NULL, 0, 0,
+             __LINE__);
+  check_lvm ("devices { filter = [ \"a|^/dev/md.*|\", \"r|.*|\" ] }\n",
+             NULL, 0, 0, __LINE__);
+  check_lvm ("devices { filter = [ \"a|.*/|\", \"r|.*|\" ] }\n", NULL, 0, 0,
+             __LINE__);
+  check_lvm ("devices { filter = [ \"a|^/dev/disk/by-id/lvm-pv-uuid-.*|\", "
+             "\"r|.*|\" ] }\n", NULL, 0, 0, __LINE__);
+
+  /* Odd quoting: single quotes, other separators, no commas, an escaped
+   * quote, a string instead of an array, a comment after it. */
+  check_lvm ("devices {\n\tfilter = [ 'a/^\\/dev\\/sda[0-9]*$/' 'r(.*)' ]\n}\n",
+             "devices {\n\tfilter = [ \"a|^/dev/vd.*|\", "
+             "'a/^\\/dev\\/sda[0-9]*$/' 'r(.*)' ]\n}\n", 1, 0, __LINE__);
+  check_lvm ("devices{filter=[\"a{/dev/sd[ab]}\",\"r|.*|\"]}",
+             "devices{filter=[\"a|^/dev/vd.*|\", \"a{/dev/sd[ab]}\","
+             "\"r|.*|\"]}", 1, 0, __LINE__);
+  check_lvm ("devices {\n filter = [ \"a|^/dev/disk/by-id/ata-WDC \\\"x\\\"|\","
+             " \"r|.*|\" ] # only the WD disk\n}\n",
+             "devices {\n filter = [ \"a|^/dev/vd.*|\", "
+             "\"a|^/dev/disk/by-id/ata-WDC \\\"x\\\"|\", \"r|.*|\" ]"
+             " # only the WD disk\n}\n", 1, 0, __LINE__);
+  check_lvm ("devices {\n filter = \"r|^/dev/vd|\"\n filter = [ \"a|/dev/nvme0n1p2|\", "
+             "\"r|.*|\" ]\n}\n",
+             "devices {\n filter = \"r|^/dev/vd|\"\n filter = [ \"a|^/dev/vd.*|\", "
+             "\"a|/dev/nvme0n1p2|\", \"r|.*|\" ]\n}\n", 1, 0, __LINE__);
+  check_lvm ("devices {\n filter = \"a|^/dev/cciss/.*|\"\n}\n", NULL, 0, 0,
+             __LINE__);
+  check_lvm ("devices {\n filter = [ \"a|^/dev/hda|\" ]\n global_filter = "
+             "\"r|^/dev/vd|\"\n}\n", NULL, 0, 0, __LINE__);
+
+  /* A whole array over several lines, with a comment inside. */
+  check_lvm ("devices {\n\tfilter = [\n\t\t\"a|^/dev/sda2$|\",  # the PV\n"
+             "\t\t\"r|.*|\"\n\t]\n\tsysfs_scan = 1\n}\n",
+             "devices {\n\tfilter = [\n\t\t\"a|^/dev/vd.*|\", \"a|^/dev/sda2$|\","
+             "  # the PV\n\t\t\"r|.*|\"\n\t]\n\tsysfs_scan = 1\n}\n", 1, 0,
+             __LINE__);
+  out = lvm_conf_rewrite ("devices {\n\tfilter = [\n\t\t\"a|^/dev/sda2$|\",\n"
+                          "\t\t\"r|.*|\"\n\t]\n}\n", &e, &n);
+  CHECK (e.n == 1 && strcmp (e.v[0].before,
+                             "filter = [ \"a|^/dev/sda2$|\", \"r|.*|\" ]") == 0);
+  edits_free (&e);
+  strings_free (&n);
+  free (out);
+
+  /* Commented lines and other sections are not the filter. */
+  check_lvm ("#devices { filter = [ \"a|sda|\", \"r|.*|\" ] }\n"
+             "activation {\n filter = [ \"a|/dev/sda|\", \"r|.*|\" ]\n}\n"
+             "devices {\n # filter = [ \"a|/dev/sda|\", \"r|.*|\" ]\n"
+             " tags { filter = [ \"a|/dev/sda|\", \"r|.*|\" ] }\n}\n",
+             NULL, 0, 0, __LINE__);
+  check_lvm ("filter = [ \"a|/dev/sda|\", \"r|.*|\" ]\n", NULL, 0, 0, __LINE__);
+
+  /* Several devices sections, both settings, and the path form. */
+  check_lvm ("devices {\n filter = [ \"a|/dev/sda|\", \"r|.*|\" ]\n}\n"
+             "log { verbose = 0 }\n"
+             "devices {\n global_filter = [ \"a|/dev/sdb|\", \"r|.*|\" ]\n}\n"
+             "devices/filter = [ \"a|/dev/hda1|\", \"r|.*|\" ]\n",
+             "devices {\n filter = [ \"a|^/dev/vd.*|\", \"a|/dev/sda|\", \"r|.*|\" ]\n}\n"
+             "log { verbose = 0 }\n"
+             "devices {\n global_filter = [ \"a|^/dev/vd.*|\", \"a|/dev/sdb|\", "
+             "\"r|.*|\" ]\n}\n"
+             "devices/filter = [ \"a|^/dev/vd.*|\", \"a|/dev/hda1|\", \"r|.*|\" ]\n",
+             3, 0, __LINE__);
+
+  /* Malformed: left alone, and said so. */
+  check_lvm ("devices {\n filter = [ \"a|/dev/sda|\", \"r|.*| ]\n}\n", NULL, 0,
+             1, __LINE__);
+  check_lvm ("devices {\n filter = [ \"a|/dev/sda|\", \"r|.*|\" ]\n", NULL, 0,
+             1, __LINE__);
+  check_lvm ("devices {\n filter = [ \"a|/dev/sda|\", \"r|.*|\"\n}\n", NULL, 0,
+             1, __LINE__);
+  check_lvm ("}\ndevices { filter = [ \"a|/dev/sda|\", \"r|.*|\" ] }\n", NULL,
+             0, 1, __LINE__);
+  check_lvm ("devices { filter = [ \"a|/dev/sda|\", 7, \"r|.*|\" ] }\n", NULL,
+             0, 1, __LINE__);
+  check_lvm ("devices { filter = [ \"/dev/sda\", \"r|.*|\" ] }\n", NULL, 0, 1,
+             __LINE__);
+  check_lvm ("devices { filter = [ \"a|/dev/sda\", \"r|.*|\" ] }\n", NULL, 0, 1,
+             __LINE__);
+  check_lvm ("devices { filter = [ \"a|/dev/sd[a|\", \"r|.*|\" ] }\n", NULL, 0,
+             1, __LINE__);
+  check_lvm ("devices { filter = }\n", NULL, 0, 1, __LINE__);
+  check_lvm ("devices { filter [ \"a|/dev/sda|\" ] }\n", NULL, 0, 1, __LINE__);
+  out = lvm_conf_rewrite ("# lvm.conf\ndevices {\n\n filter = [ \"a|sda|\", 'r|.*| ]\n}\n",
+                          &e, &n);
+  CHECK (e.n == 0 && n.n == 1);
+  if (n.n == 1)
+    CHECK (strncmp (n.v[0], "line 4: cannot parse", 20) == 0);
+  edits_free (&e);
+  strings_free (&n);
+  free (out);
+  out = lvm_conf_rewrite ("devices {\n filter = [ \"x|sda|\" ]\n}\n", &e, &n);
+  CHECK (e.n == 0 && n.n == 1);
+  if (n.n == 1)
+    CHECK (strstr (n.v[0], "line 2: devices/filter") && strstr (n.v[0], "'x|sda|'"));
+  edits_free (&e);
+  strings_free (&n);
+  free (out);
+}
+
+static void
+check_mdadm (const char *text, const char *want, size_t edits, size_t notes,
+             int line)
+{
+  struct p2v_edits e = { 0 };
+  struct p2v_strings n = { 0 };
+  char *out = mdadm_conf_rewrite (text, &e, &n), *again;
+  bool ok = strcmp (out, want ? want : text) == 0 && e.n == edits
+    && n.n == notes;
+
+  if (!ok)
+    fprintf (stderr, "line %d: got (%zu edits, %zu notes):\n%s\n", line,
+             e.n, n.n, out);
+  CHECK (ok);
+  edits_free (&e);
+  strings_free (&n);
+  again = mdadm_conf_rewrite (out, &e, &n);
+  CHECK (strcmp (again, out) == 0 && e.n == 0);
+  edits_free (&e);
+  strings_free (&n);
+  free (again);
+  free (out);
+}
+
+static void
+test_mdadm_conf (void)
+{
+  struct p2v_edits e = { 0 };
+  struct p2v_strings n = { 0 };
+  char *out;
+
+  /* Debian's own file: arrays by UUID, nothing to do. */
+  check_mdadm ("# mdadm.conf\n#\n# by default (built-in), scan all partitions\n"
+               "#DEVICE partitions containers\n\nHOMEHOST <system>\n"
+               "MAILADDR root\n"
+               "ARRAY /dev/md/0  metadata=1.2 UUID=3aaa0122:29827cfa:5331ad66:ca767371 name=srv:0\n",
+               NULL, 0, 0, __LINE__);
+  check_mdadm ("", NULL, 0, 0, __LINE__);
+
+  /* devices= naming the old disks goes; the UUID stays. */
+  out = mdadm_conf_rewrite ("DEVICE partitions\n"
+                            "ARRAY /dev/md0 level=raid1 num-devices=2 "
+                            "UUID=3aaa0122:29827cfa:5331ad66:ca767371 "
+                            "devices=/dev/sda1,/dev/sdb1\n"
+                            "MAILADDR root\n", &e, &n);
+  CHECK (strcmp (out, "DEVICE partitions\nARRAY /dev/md0 level=raid1 "
+                 "num-devices=2 UUID=3aaa0122:29827cfa:5331ad66:ca767371\n"
+                 "MAILADDR root\n") == 0);
+  CHECK (e.n == 1 && n.n == 0);
+  if (e.n == 1) {
+    CHECK (strstr (e.v[0].before, "devices=/dev/sda1,/dev/sdb1") != NULL);
+    CHECK (strcmp (e.v[0].after, "ARRAY /dev/md0 level=raid1 num-devices=2 "
+                   "UUID=3aaa0122:29827cfa:5331ad66:ca767371") == 0);
+  }
+  edits_free (&e);
+  strings_free (&n);
+  free (out);
+
+  check_mdadm ("ARRAY /dev/md1 devices=/dev/sdc2,/dev/sdd2 uuid=a:b:c:d spares=1",
+               "ARRAY /dev/md1 uuid=a:b:c:d spares=1", 1, 0, __LINE__);
+  check_mdadm ("arr /dev/md1 Devices=\"/dev/disk/by-id/ata-X-part1,/dev/sdb1\" "
+               "name=srv:1\n", "arr /dev/md1 name=srv:1\n", 1, 0, __LINE__);
+  /* On a continuation line, alone and with other words. */
+  check_mdadm ("ARRAY /dev/md0 UUID=a:b:c:d\n    devices=/dev/sda1,/dev/sdb1\n"
+               "ARRAY /dev/md1 UUID=e:f:0:1\n\tdevices=/dev/sda2,/dev/sdb2 level=raid1\n",
+               "ARRAY /dev/md0 UUID=a:b:c:d\n"
+               "ARRAY /dev/md1 UUID=e:f:0:1\n\tlevel=raid1\n", 2, 0, __LINE__);
+  /* Not physical disks, or no other way to find the array. */
+  check_mdadm ("ARRAY /dev/md0 UUID=a:b:c:d devices=/dev/vda1,/dev/vdb1\n",
+               NULL, 0, 0, __LINE__);
+  check_mdadm ("ARRAY /dev/md0 devices=/dev/sda1,/dev/sdb1\n", NULL, 0, 1,
+               __LINE__);
+  check_mdadm ("ARRAY /dev/md0 UUID=a:b:c:d # devices=/dev/sda1,/dev/sdb1\n"
+               "# ARRAY /dev/md1 UUID=e:f:0:1 devices=/dev/sda2\n", NULL, 0, 0,
+               __LINE__);
+
+  /* DEVICE lines. */
+  out = mdadm_conf_rewrite ("DEVICE /dev/sda1 /dev/sdb1\n"
+                            "ARRAY /dev/md0 UUID=a:b:c:d\n", &e, &n);
+  CHECK (strcmp (out, "DEVICE partitions\nARRAY /dev/md0 UUID=a:b:c:d\n") == 0);
+  CHECK (e.n == 1 && strcmp (e.v[0].before, "DEVICE /dev/sda1 /dev/sdb1") == 0
+         && strcmp (e.v[0].after, "DEVICE partitions") == 0);
+  edits_free (&e);
+  strings_free (&n);
+  free (out);
+  check_mdadm ("DEVICE /dev/hd*[0-9] /dev/sd*[0-9]\n", "DEVICE partitions\n",
+               1, 0, __LINE__);
+  check_mdadm ("device /dev/sda1\n  /dev/sdb1\nMAILADDR root\n",
+               "DEVICE partitions\nMAILADDR root\n", 1, 0, __LINE__);
+  check_mdadm ("DEV /dev/cciss/c0d0p1 /dev/cciss/c0d1p1", "DEVICE partitions",
+               1, 0, __LINE__);
+  check_mdadm ("DEVICE partitions containers\nDEVICE /dev/md*\n", NULL, 0, 0,
+               __LINE__);
+  check_mdadm ("DEVICE /dev/sda1 /dev/vdb1\n", NULL, 0, 1, __LINE__);
+  check_mdadm ("DEVICE\n#DEVICE /dev/sda1\nDE /dev/sda1\n", NULL, 0, 0,
+               __LINE__);
+}
+
+static void
+test_lvm_devices (void)
+{
+  char *s;
+
+  s = lvm_devices_summary ("# LVM uses devices listed in this file.\n"
+                           "# Created by LVM command vgimportdevices pid 1 at Mon\n"
+                           "VERSION=1.1.3\n"
+                           "IDTYPE=sys_wwid IDNAME=naa.5000c500a1b2c3d4 "
+                           "DEVNAME=/dev/sda2 PVID=abc PART=2\n"
+                           "IDTYPE=devname IDNAME=/dev/sdb1 DEVNAME=/dev/sdb1 "
+                           "PVID=def PART=1\n");
+  CHECK (strcmp (s, "2 PVs pinned by sys_wwid, devname (/dev/sda2, /dev/sdb1)")
+         == 0);
+  free (s);
+  s = lvm_devices_summary ("VERSION=1.1.1\n");
+  CHECK (strcmp (s, "no PVs listed") == 0);
+  free (s);
+  s = lvm_devices_summary ("IDTYPE=sys_serial IDNAME=S3Z");
+  CHECK (strcmp (s, "1 PV pinned by sys_serial") == 0);
+  free (s);
+}
+
 int
 main (void)
 {
@@ -782,5 +1070,8 @@ main (void)
   test_net_rewrite ();
   test_helpers ();
   test_initrd ();
+  test_lvm_conf ();
+  test_mdadm_conf ();
+  test_lvm_devices ();
   return unit_finish ("test-inject");
 }
