@@ -31,7 +31,8 @@ const char cmd_convert_help[] =
   "disk 0 goes to OUT, disk N to OUT with -diskN before its extension\n"
   "(new.qcow2, new-disk1.qcow2), and a libvirt domain for them all to\n"
   "OUT with .xml as its extension (new.xml); inject and smoke work on\n"
-  "disk 0 and use the first captured NIC's MAC (unless --mac).\n"
+  "all the disks, in order (disk 0 is booted), and use the first captured\n"
+  "NIC's MAC (unless --mac).\n"
   "Zero and unallocated ranges of SRC are never read twice nor written.\n"
   "OUT is written and injected under a temporary name in its directory,\n"
   "flushed to disk, and renamed when complete; SRC is opened read-only.\n"
@@ -370,13 +371,13 @@ convert_bundle (const char *src_path, const struct convert_job *j)
       print_stats_line (srcs[i], outs[i], j->out_format, &stats[i]);
   }
   if (j->do_inject) {
-    /* Multi-disk guests (/ or /boot on disk 1) are not handled yet:
-     * inject sees disk 0 only. */
+    /* Every disk, in the VM's order: file systems, LVM volume groups
+     * and md arrays may span them. */
     struct p2v_inject_opts iopts = {
       .mac = mac, .format = j->out_format, .accel = j->accel,
       .quiet = j->quiet || j->json,
     };
-    if (inject_image (tmps[0], &iopts) == -1)
+    if (inject_image ((const char *const *) tmps, n, &iopts) == -1)
       goto fail;
   }
   for (size_t i = 0; i < n && !j->create_opts.no_sync; i++)
@@ -429,7 +430,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
       .firmware = !b->firmware_known ? P2V_SMOKE_FIRMWARE_AUTO
         : b->uefi ? P2V_SMOKE_FIRMWARE_UEFI : P2V_SMOKE_FIRMWARE_BIOS,
     };
-    if (smoke_image (outs[0], &sopts, &smoke) == -1)
+    if (smoke_image ((const char *const *) outs, n, &sopts, &smoke) == -1)
       r = P2V_EXIT_ERROR;
     else {
       smoke_ran = true;
@@ -677,7 +678,7 @@ cmd_convert (int argc, char **argv)
       .mac = mac, .format = out_format, .accel = accel, .quiet = quiet || json,
       .remove_agents = remove_agents,
     };
-    if (inject_image (tmp, &iopts) == -1)
+    if (inject_image ((const char *const *) &tmp, 1, &iopts) == -1)
       goto fail;
   }
   if (!create_opts.no_sync && fsync_path (tmp, false) == -1)
@@ -701,7 +702,7 @@ cmd_convert (int argc, char **argv)
       .format = out_format, .mac = mac, .progress = !quiet && !json,
       .accel = smoke_accel (accel),
     };
-    if (smoke_image (out, &sopts, &smoke) == -1)
+    if (smoke_image ((const char *const *) &out, 1, &sopts, &smoke) == -1)
       r = P2V_EXIT_ERROR;
     else {
       smoke_ran = true;

@@ -1,4 +1,4 @@
-/* cmd-inject.c: `p2v inject IMAGE`: make the guest boot and reach the
+/* cmd-inject.c: `p2v inject IMAGE...`: make the guest boot and reach the
  * network as a KVM guest: device names, LVM and md settings, boot
  * loader, initramfs with virtio, network names, hardware agents. */
 #include <getopt.h>
@@ -8,7 +8,7 @@
 #include "inject-int.h"
 
 const char cmd_inject_help[] =
-  "usage: p2v inject IMAGE [options]\n"
+  "usage: p2v inject IMAGE [IMAGE2...] [options]\n"
   "\n"
   "Apply the plan 'p2v inspect' shows to the Linux guest in IMAGE, in one\n"
   "libguestfs session, with the guest's own tools run inside the appliance:\n"
@@ -28,6 +28,7 @@ const char cmd_inject_help[] =
   "    .link file by MAC); udev pins to the old hardware are dropped;\n"
   "  - hardware agents (HPE, Dell, IPMI, VMware, VirtualBox, Hyper-V) are\n"
   "    disabled.\n"
+  "A server with several disks is given all of them, in the VM's order.\n"
   "Every edited file is kept as FILE.p2v-orig (from the first run; hidden\n"
   "as .FILE.p2v-orig in directories whose every file is read); changes are\n"
   "logged in the guest's /var/log/p2v-inject.log.  A second run finds\n"
@@ -78,12 +79,12 @@ cmd_inject (int argc, char **argv)
       return P2V_EXIT_ERROR;
     }
   }
-  if (optind != argc - 1) {
-    p2v_error (optind >= argc ? "inject: missing image"
-               : "inject: too many arguments");
+  if (optind >= argc) {
+    p2v_error ("inject: missing image");
     fputs (cmd_inject_help, stderr);
     return P2V_EXIT_ERROR;
   }
-  return inject_run (argv[optind], RUN_INJECT, &ro) == 0
+  return inject_run ((const char *const *) argv + optind,
+                     (size_t) (argc - optind), RUN_INJECT, &ro) == 0
     ? P2V_EXIT_OK : P2V_EXIT_ERROR;
 }

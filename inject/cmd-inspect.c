@@ -1,4 +1,4 @@
-/* cmd-inspect.c: `p2v inspect IMAGE`: what the guest is and what inject
+/* cmd-inspect.c: `p2v inspect IMAGE...`: what the guest is and what inject
  * would change in it, without changing anything. */
 #include <getopt.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include "inject-int.h"
 
 const char cmd_inspect_help[] =
-  "usage: p2v inspect IMAGE [options]\n"
+  "usage: p2v inspect IMAGE [IMAGE2...] [options]\n"
   "\n"
   "Inspect the Linux guest in IMAGE (read-only, in a libguestfs appliance)\n"
   "and print its OS, firmware, boot loader, kernels and initramfs tool,\n"
@@ -15,6 +15,9 @@ const char cmd_inspect_help[] =
   "agents, and the plan: every change 'p2v inject' would make (file,\n"
   "before, after, why), then notes on settings it leaves alone because it\n"
   "cannot read them (an lvm.conf it cannot parse, ...).\n"
+  "A server with several disks is given all of them, in the VM's order\n"
+  "(as 'p2v capture' numbers them): file systems, LVM volume groups and\n"
+  "md arrays may span them.\n"
   "\n"
   "  -f, --format FMT        image format (raw, qcow2); default: probe\n"
   "      --mac MAC           MAC the VM's NIC will have (default: the guest's)\n"
@@ -54,12 +57,12 @@ cmd_inspect (int argc, char **argv)
       return P2V_EXIT_ERROR;
     }
   }
-  if (optind != argc - 1) {
-    p2v_error (optind >= argc ? "inspect: missing image"
-               : "inspect: too many arguments");
+  if (optind >= argc) {
+    p2v_error ("inspect: missing image");
     fputs (cmd_inspect_help, stderr);
     return P2V_EXIT_ERROR;
   }
-  return inject_run (argv[optind], RUN_INSPECT, &ro) == 0
+  return inject_run ((const char *const *) argv + optind,
+                     (size_t) (argc - optind), RUN_INSPECT, &ro) == 0
     ? P2V_EXIT_OK : P2V_EXIT_ERROR;
 }

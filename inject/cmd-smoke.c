@@ -1,4 +1,4 @@
-/* cmd-smoke.c: `p2v smoke IMAGE`: boot a converted image in qemu through
+/* cmd-smoke.c: `p2v smoke IMAGE...`: boot a converted image in qemu through
  * its own boot loader, on a throwaway overlay, and report what happened. */
 #include <getopt.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include "smoke.h"
 
 const char cmd_smoke_help[] =
-  "usage: p2v smoke IMAGE [options]\n"
+  "usage: p2v smoke IMAGE [IMAGE2...] [options]\n"
   "\n"
   "Boot IMAGE in qemu through its own boot loader (q35, virtio disk and NIC,\n"
   "user networking that reaches nothing outside qemu) and tell whether the\n"
@@ -20,6 +20,8 @@ const char cmd_smoke_help[] =
   "runs on a throwaway qcow2 overlay: IMAGE is never written.  To watch the\n"
   "boot, the overlay (only) gets the serial console on the kernel command\n"
   "line and a one-shot service that reports the boot from inside the guest.\n"
+  "A server with several disks is given all of them, in the VM's order: each\n"
+  "is a virtio disk (vda, vdb...) and the first one is booted.\n"
   "\n"
   "  -f, --format FMT        IMAGE format (raw, qcow2, ...); default: probe\n"
   "      --firmware FW       auto (default: GPT with an EFI System Partition\n"
@@ -147,15 +149,16 @@ cmd_smoke (int argc, char **argv)
       return P2V_EXIT_ERROR;
     }
   }
-  if (optind != argc - 1) {
-    p2v_error (optind >= argc ? "smoke: missing image" : "smoke: too many arguments");
+  if (optind >= argc) {
+    p2v_error ("smoke: missing image");
     fputs (cmd_smoke_help, stderr);
     return P2V_EXIT_ERROR;
   }
   image = argv[optind];
   opts.progress = !quiet && !json && isatty (STDERR_FILENO);
 
-  if (smoke_image (image, &opts, &res) == -1) {
+  if (smoke_image ((const char *const *) argv + optind,
+                   (size_t) (argc - optind), &opts, &res) == -1) {
     if (json)
       print_error_json (image);
     smoke_result_free (&res);

@@ -31,7 +31,10 @@
 
 struct p2v_guest {
   guestfs_h *g;
-  char *image;
+  char *image;                  /* the first disk: what messages name */
+  char **disks;                 /* every disk, in the VM's order */
+  const char **formats;         /* each one's format, as we probed it */
+  size_t ndisks;
   char *root;
   const char *accel;
   double launch_seconds;
@@ -270,7 +273,7 @@ kvm_device_usable (void)
 /* FORCE_TCG: 1 sets it, 0 clears what the environment set, -1 leaves
  * libguestfs's own settings alone. */
 static guestfs_h *
-new_handle (struct p2v_guest *gs, const char *format, int force_tcg)
+new_handle (struct p2v_guest *gs, int force_tcg)
 {
   guestfs_h *g = guestfs_create ();
 
@@ -285,16 +288,19 @@ new_handle (struct p2v_guest *gs, const char *format, int force_tcg)
     goto fail;
   if (force_tcg == 0)
     guestfs_clear_backend_setting (g, "force_tcg");
-  if (guestfs_add_drive_opts (g, gs->image,
-                              GUESTFS_ADD_DRIVE_OPTS_READONLY, gs->readonly,
-                              format ? GUESTFS_ADD_DRIVE_OPTS_FORMAT : -1,
-                              format, -1) == -1) {
-    char *msg = one_line (guestfs_last_error (g));
-    p2v_error ("cannot open '%s': %s", gs->image, msg);
-    free (msg);
-    guestfs_close (g);
-    return NULL;
-  }
+  /* The disks in the VM's order: the appliance names them /dev/sda,
+   * /dev/sdb..., as the server had them. */
+  for (size_t i = 0; i < gs->ndisks; i++)
+    if (guestfs_add_drive_opts (g, gs->disks[i],
+                                GUESTFS_ADD_DRIVE_OPTS_READONLY, gs->readonly,
+                                GUESTFS_ADD_DRIVE_OPTS_FORMAT, gs->formats[i],
+                                -1) == -1) {
+      char *msg = one_line (guestfs_last_error (g));
+      p2v_error ("cannot open '%s': %s", gs->disks[i], msg);
+      free (msg);
+      guestfs_close (g);
+      return NULL;
+    }
   return g;
 
  fail:
@@ -326,7 +332,7 @@ say (struct p2v_guest *gs, const char *msg)
 }
 
 static int
-launch (struct p2v_guest *gs, const char *format, const char *accel)
+launch (struct p2v_guest *gs, const char *accel)
 {
   bool tcg_env = false, timed_out = false;
   double t0 = now_seconds ();
@@ -336,7 +342,7 @@ launch (struct p2v_guest *gs, const char *format, const char *accel)
   if (strcmp (accel, "auto") == 0 && env_decides_accel (&tcg_env)) {
     /* libguestfs applies the environment itself. */
     gs->accel = tcg_env ? "tcg" : "kvm";
-    if (!(g = new_handle (gs, format, -1)))
+    if (!(g = new_handle (gs, -1)))
       return -1;
     say (gs, tcg_env ? "starting the libguestfs appliance (TCG)"
          : "starting the libguestfs appliance");
@@ -351,7 +357,7 @@ launch (struct p2v_guest *gs, const char *format, const char *accel)
       || (strcmp (accel, "auto") == 0
           && (!kvm_device_usable () || kvm_known_broken ()))) {
     gs->accel = "tcg";
-    if (!(g = new_handle (gs, format, 1)))
+    if (!(g = new_handle (gs, 1)))
       return -1;
     say (gs, "starting the libguestfs appliance (TCG)");
     if (guestfs_launch (g) == -1)
@@ -363,7 +369,7 @@ launch (struct p2v_guest *gs, const char *format, const char *accel)
 
   /* kvm, or auto with a usable /dev/kvm: try KVM under a watchdog. */
   gs->accel = "kvm";
-  if (!(g = new_handle (gs, format, 0)))
+  if (!(g = new_handle (gs, 0)))
     return -1;
   say (gs, "starting the libguestfs appliance (KVM)");
   if (launch_watched (g, KVM_LAUNCH_TIMEOUT, &timed_out) == 0) {
@@ -384,7 +390,7 @@ launch (struct p2v_guest *gs, const char *format, const char *accel)
   free (msg);
   kvm_remember_broken ();
   gs->accel = "tcg";
-  if (!(g = new_handle (gs, format, 1)))
+  if (!(g = new_handle (gs, 1)))
     return -1;
   if (guestfs_launch (g) == -1)
     goto launch_failed;
@@ -401,12 +407,22 @@ launch (struct p2v_guest *gs, const char *format, const char *accel)
   return -1;
 }
 
+static void
+guest_free (struct p2v_guest *gs)
+{
+  for (size_t i = 0; i < gs->ndisks; i++)
+    free (gs->disks[i]);
+  free (gs->disks);
+  free (gs->formats);
+  free (gs->root);
+  free (gs);
+}
+
 struct p2v_guest *
-guest_open (const char *image, const char *format, bool readonly,
-            const char *accel, bool verbose)
+guest_open (const char *const *disks, size_t ndisks, const char *format,
+            bool readonly, const char *accel, bool verbose)
 {
   struct p2v_guest *gs;
-  struct p2v_image *img;
 
   if (!accel || !*accel)
     accel = getenv ("P2V_ACCEL");
@@ -415,21 +431,35 @@ guest_open (const char *image, const char *format, bool readonly,
   if (strcmp (accel, "auto") != 0 && strcmp (accel, "kvm") != 0
       && strcmp (accel, "tcg") != 0)
     return p2v_error_null ("accelerator '%s' is not auto, kvm or tcg", accel);
-  /* Our own format probe: plain errors for plain problems, and libguestfs
-   * (qemu) is told the format instead of guessing it. */
-  img = image_open (image, format, P2V_OPEN_READONLY);
-  if (!img)
-    return NULL;
-  format = img->drv->name;
-  image_close (img);
+  if (ndisks == 0)
+    return p2v_error_null ("no disk image given");
 
   gs = xcalloc (1, sizeof *gs);
-  gs->image = xstrdup (image);
+  gs->disks = xcalloc (ndisks, sizeof *gs->disks);
+  gs->formats = xcalloc (ndisks, sizeof *gs->formats);
+  for (size_t i = 0; i < ndisks; i++) {
+    /* Our own format probe: plain errors for plain problems, and
+     * libguestfs (qemu) is told the format instead of guessing it. */
+    struct p2v_image *img = image_open (disks[i], format, P2V_OPEN_READONLY);
+    if (!img) {
+      guest_free (gs);
+      return NULL;
+    }
+    gs->formats[i] = img->drv->name;      /* static driver names */
+    image_close (img);
+    for (size_t j = 0; j < gs->ndisks; j++)
+      if (strcmp (gs->disks[j], disks[i]) == 0) {
+        p2v_error ("'%s' is given twice", disks[i]);
+        guest_free (gs);
+        return NULL;
+      }
+    gs->disks[gs->ndisks++] = xstrdup (disks[i]);
+  }
+  gs->image = gs->disks[0];
   gs->readonly = readonly;
   gs->progress = verbose && isatty (STDERR_FILENO);
-  if (launch (gs, format, accel) == -1) {
-    free (gs->image);
-    free (gs);
+  if (launch (gs, accel) == -1) {
+    guest_free (gs);
     return NULL;
   }
   return gs;
@@ -536,9 +566,7 @@ guest_close (struct p2v_guest *gs)
       r = gerror (gs, "cannot write back '%s'", gs->image);
     guestfs_close (gs->g);
   }
-  free (gs->image);
-  free (gs->root);
-  free (gs);
+  guest_free (gs);
   return r;
 }
 

@@ -266,8 +266,11 @@ char *backup_path (const char *file);
 /* ---- guest.c: the one libguestfs session of a run ---- */
 
 struct p2v_guest;
-struct p2v_guest *guest_open (const char *image, const char *format,
-                              bool readonly, const char *accel, bool verbose);
+/* disks: the server's disks in the VM's order (the first one is what
+ * messages name); format NULL: each one probed. */
+struct p2v_guest *guest_open (const char *const *disks, size_t ndisks,
+                              const char *format, bool readonly,
+                              const char *accel, bool verbose);
 /* Finds the one Linux root; errors for no OS, Windows, ... */
 int guest_find_root (struct p2v_guest *gs);
 const char *guest_root (struct p2v_guest *gs);
@@ -440,7 +443,8 @@ struct p2v_run_opts {
   bool json;
   bool verbose;
 };
-int inject_run (const char *image, enum p2v_run_mode mode,
-                const struct p2v_run_opts *ro);
+/* disks: the server's disks in the VM's order. */
+int inject_run (const char *const *disks, size_t ndisks,
+                enum p2v_run_mode mode, const struct p2v_run_opts *ro);
 
 #endif /* P2V_INJECT_INT_H */

@@ -17,8 +17,20 @@ print_json (json_object *o)
                                                   | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+/* "image": the first disk; "disks": all of them, in order. */
+static void
+add_disks (json_object *o, const char *const *disks, size_t ndisks)
+{
+  json_object *a = json_object_new_array ();
+
+  json_object_object_add (o, "image", json_object_new_string (disks[0]));
+  for (size_t i = 0; i < ndisks; i++)
+    json_object_array_add (a, json_object_new_string (disks[i]));
+  json_object_object_add (o, "disks", a);
+}
+
 int
-inject_run (const char *image, enum p2v_run_mode mode,
+inject_run (const char *const *disks, size_t ndisks, enum p2v_run_mode mode,
             const struct p2v_run_opts *ro)
 {
   const struct p2v_inject_opts *opts = &ro->inject;
@@ -32,7 +44,7 @@ inject_run (const char *image, enum p2v_run_mode mode,
 
   if (opts->mac && !mac_is_valid (opts->mac))
     return p2v_error ("'%s' is not a MAC address", opts->mac);
-  gs = guest_open (image, opts->format, readonly, opts->accel,
+  gs = guest_open (disks, ndisks, opts->format, readonly, opts->accel,
                    ro->verbose && !opts->quiet);
   if (!gs)
     return -1;
@@ -51,7 +63,7 @@ inject_run (const char *image, enum p2v_run_mode mode,
   if (mode == RUN_INSPECT) {
     if (ro->json) {
       json_object *o = report_json (facts, &plan);
-      json_object_object_add (o, "image", json_object_new_string (image));
+      add_disks (o, disks, ndisks);
       json_object_object_add (o, "accel",
                               json_object_new_string (guest_accel (gs)));
       print_json (o);
@@ -89,7 +101,7 @@ inject_run (const char *image, enum p2v_run_mode mode,
   if (r == 0 && mode == RUN_INJECT) {
     if (ro->json) {
       json_object *o = report_json (facts, &plan);
-      json_object_object_add (o, "image", json_object_new_string (image));
+      add_disks (o, disks, ndisks);
       json_object_object_add (o, "result", json_object_new_string (result));
       json_object_object_add (o, "applied", json_object_new_int (applied));
       print_json (o);
@@ -110,8 +122,9 @@ inject_run (const char *image, enum p2v_run_mode mode,
 }
 
 int
-inject_image (const char *image, const struct p2v_inject_opts *opts)
+inject_image (const char *const *disks, size_t ndisks,
+              const struct p2v_inject_opts *opts)
 {
   struct p2v_run_opts ro = { .inject = *opts, .verbose = !opts->quiet };
-  return inject_run (image, RUN_INJECT, &ro);
+  return inject_run (disks, ndisks, RUN_INJECT, &ro);
 }

@@ -4,6 +4,7 @@
 #define P2V_INJECT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct p2v_inject_opts {
   bool dry_run;                 /* plan only, open the image read-only */
@@ -17,7 +18,8 @@ struct p2v_inject_opts {
 /* Inspect IMAGE and apply the plan (or only print it with dry_run).
  * Returns 0 when the guest is ready for KVM (including "nothing to do"),
  * -1 after p2v_error() when it is not and nothing was changed. */
-int inject_image (const char *image, const struct p2v_inject_opts *opts);
+int inject_image (const char *const *disks, size_t ndisks,
+                  const struct p2v_inject_opts *opts);
 
 int cmd_inspect (int argc, char **argv);
 int cmd_inject (int argc, char **argv);

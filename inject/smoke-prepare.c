@@ -512,9 +512,9 @@ prepare_filesystem (struct session *s, const char *device)
 }
 
 int
-smoke_prepare_overlay (const char *overlay, const char *image,
-                       enum p2v_smoke_firmware *firmware, bool force_tcg,
-                       bool *prepared)
+smoke_prepare_overlay (const char *const *overlays, size_t n,
+                       const char *image, enum p2v_smoke_firmware *firmware,
+                       bool force_tcg, bool *prepared)
 {
   struct session s = { .image = image };
   char **parts = NULL, **lvs = NULL, **mds = NULL, **devs = NULL;
@@ -531,9 +531,14 @@ smoke_prepare_overlay (const char *overlay, const char *image,
   guestfs_set_error_handler (s.g, NULL, NULL);
   if (force_tcg)
     guestfs_set_backend_setting (s.g, "force_tcg", "1");
-  if (guestfs_add_drive_opts (s.g, overlay,
-                              GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2", -1) == -1 ||
-      guestfs_launch (s.g) == -1) {
+  for (size_t i = 0; i < n; i++)
+    if (guestfs_add_drive_opts (s.g, overlays[i],
+                                GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
+                                -1) == -1) {
+      gfs_error (&s, "cannot start libguestfs on");
+      goto out;
+    }
+  if (guestfs_launch (s.g) == -1) {
     gfs_error (&s, "cannot start libguestfs on");
     goto out;
   }

@@ -48,8 +48,9 @@ static const struct ovmf_pair ovmf_candidates[] = {
 /* The private temp dir and what is in it. */
 struct smoke_run {
   char *dir;
-  char *base;           /* overlay over IMAGE, prepared through libguestfs */
-  char *disk;           /* overlay over base, one per boot attempt */
+  size_t ndisks;
+  char **base;          /* overlay over each IMAGE, prepared through libguestfs */
+  char **disk;          /* overlay over each base, one per boot attempt */
   char *console;        /* ttyS0 */
   char *report;         /* ttyS1: the guest's report line */
   char *firmware_log;   /* isa-debugcon 0x402 */
@@ -69,8 +70,7 @@ static void
 run_remove_files (struct smoke_run *run)
 {
   char *const files[] = {
-    run->disk, run->base, run->console, run->report, run->firmware_log,
-    run->qemu_log, run->vars,
+    run->console, run->report, run->firmware_log, run->qemu_log, run->vars,
   };
 
   if (run->qemu > 0) {
@@ -81,6 +81,12 @@ run_remove_files (struct smoke_run *run)
   for (size_t i = 0; i < ARRAY_SIZE (files); i++)
     if (files[i])
       unlink (files[i]);
+  for (size_t i = 0; i < run->ndisks; i++) {
+    if (run->disk && run->disk[i])
+      unlink (run->disk[i]);
+    if (run->base && run->base[i])
+      unlink (run->base[i]);
+  }
   if (run->dir)
     rmdir (run->dir);
 }
@@ -127,6 +133,10 @@ run_free (struct smoke_run *run)
 {
   run_remove_files (run);
   free (run->dir);
+  for (size_t i = 0; i < run->ndisks; i++) {
+    free (run->base[i]);
+    free (run->disk[i]);
+  }
   free (run->base);
   free (run->disk);
   free (run->console);
@@ -397,7 +407,7 @@ static char **
 qemu_argv (const struct smoke_run *run, const struct boot_config *bc)
 {
   char **v = xcalloc (1, sizeof *v);
-  char *disk = qemu_escape (run->disk), *con = qemu_escape (run->console);
+  char *con = qemu_escape (run->console);
   char *rep = qemu_escape (run->report), *fw = qemu_escape (run->firmware_log);
   long cpus = sysconf (_SC_NPROCESSORS_ONLN);
 
@@ -448,17 +458,23 @@ qemu_argv (const struct smoke_run *run, const struct boot_config *bc)
     free (code);
     free (vars);
   }
-  argv_add (&v, "-drive");
-  argv_addf (&v, "file=%s,format=qcow2,if=none,id=disk0,cache=unsafe", disk);
-  /* bootindex: the firmware boots the disk only, never the network. */
-  argv_add (&v, "-device");
-  argv_add (&v, "virtio-blk-pci,drive=disk0,bootindex=1");
+  /* Every disk on virtio, in order (vda, vdb...).  bootindex: the
+   * firmware boots the first disk only, never the network. */
+  for (size_t i = 0; i < run->ndisks; i++) {
+    char *disk = qemu_escape (run->disk[i]);
+    argv_add (&v, "-drive");
+    argv_addf (&v, "file=%s,format=qcow2,if=none,id=disk%zu,cache=unsafe",
+               disk, i);
+    argv_add (&v, "-device");
+    argv_addf (&v, "virtio-blk-pci,drive=disk%zu%s", i,
+               i == 0 ? ",bootindex=1" : "");
+    free (disk);
+  }
   /* restrict=on: nothing leaves qemu. */
   argv_add (&v, "-netdev");
   argv_add (&v, "user,id=net0,restrict=on");
   argv_add (&v, "-device");
   argv_addf (&v, "virtio-net-pci,netdev=net0,mac=%s,romfile=", bc->mac);
-  free (disk);
   free (con);
   free (rep);
   free (fw);
@@ -548,12 +564,15 @@ boot_once (struct smoke_run *run, const struct boot_config *bc,
   enum boot_outcome outcome = BOOT_DONE;
   const char *accel = bc->kvm ? "kvm" : "tcg";
 
-  unlink (run->disk);
+  for (size_t i = 0; i < run->ndisks; i++) {
+    unlink (run->disk[i]);
+    if (create_overlay (qemu_img, run->base[i], "qcow2", run->disk[i],
+                        image) == -1)
+      return BOOT_ERROR;
+  }
   unlink (run->console);
   unlink (run->report);
   unlink (run->firmware_log);
-  if (create_overlay (qemu_img, run->base, "qcow2", run->disk, image) == -1)
-    return BOOT_ERROR;
   argv = qemu_argv (run, bc);
   start = last_growth = now_seconds ();
   if (start_qemu (run, argv) == -1) {
@@ -692,21 +711,39 @@ valid_mac (const char *mac)
   return (strtol (mac, NULL, 16) & 1) == 0;
 }
 
-int
-smoke_image (const char *image, const struct p2v_smoke_opts *opts,
-             struct p2v_smoke_result *res)
+/* Every image given must be a file or a block device we can open. */
+static int
+check_disk (const char *image)
 {
+  struct stat st;
+  int fd = open (image, O_RDONLY | O_CLOEXEC);
+
+  if (fd == -1)
+    return p2v_error ("cannot open '%s': %m", image);
+  if (fstat (fd, &st) == -1 || (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))) {
+    close (fd);
+    errno = EINVAL;
+    return p2v_error ("'%s' is not a disk image file or block device", image);
+  }
+  close (fd);
+  return 0;
+}
+
+int
+smoke_image (const char *const *images, size_t ndisks,
+             const struct p2v_smoke_opts *opts, struct p2v_smoke_result *res)
+{
+  const char *image = ndisks ? images[0] : NULL;   /* what messages name */
   struct smoke_run run = { 0 };
   struct boot_config bc = { 0 };
   enum p2v_smoke_firmware firmware = opts->firmware;
   enum p2v_smoke_accel accel = P2V_SMOKE_ACCEL_AUTO;
   const char *tmpdir = getenv ("TMPDIR"), *ovmf_vars = NULL;
-  char *qemu = NULL, *qemu_img = NULL, *format = NULL, *abs_image = NULL;
+  char *qemu = NULL, *qemu_img = NULL;
   char *why = NULL;
   unsigned timeout = opts->timeout ? opts->timeout : P2V_SMOKE_DEFAULT_TIMEOUT;
-  struct stat st;
   double t0;
-  int fd, r = -1;
+  int r = -1;
   enum boot_outcome outcome;
   bool progress = opts->progress && isatty (STDERR_FILENO);
 
@@ -721,15 +758,15 @@ smoke_image (const char *image, const struct p2v_smoke_opts *opts,
     return -1;
 
   /* Everything we need, before anything slow. */
-  fd = open (image, O_RDONLY | O_CLOEXEC);
-  if (fd == -1)
-    return p2v_error ("cannot open '%s': %m", image);
-  if (fstat (fd, &st) == -1 || (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))) {
-    close (fd);
-    errno = EINVAL;
-    return p2v_error ("'%s' is not a disk image file or block device", image);
+  if (ndisks == 0)
+    return p2v_error ("no disk image given");
+  for (size_t i = 0; i < ndisks; i++) {
+    if (check_disk (images[i]) == -1)
+      return -1;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp (images[i], images[j]) == 0)
+        return p2v_error ("'%s' is given twice", images[i]);
   }
-  close (fd);
   qemu = find_program (getenv ("P2V_QEMU") && *getenv ("P2V_QEMU")
                        ? getenv ("P2V_QEMU") : "qemu-system-x86_64");
   if (!qemu) {
@@ -745,14 +782,6 @@ smoke_image (const char *image, const struct p2v_smoke_opts *opts,
     p2v_error ("cannot read '%s': %m", opts->uefi_vars);
     goto out;
   }
-  abs_image = realpath (image, NULL);
-  if (!abs_image) {
-    p2v_error ("cannot resolve '%s': %m", image);
-    goto out;
-  }
-  format = opts->format ? xstrdup (opts->format) : probe_format (qemu_img, abs_image);
-  if (!format)
-    goto out;
 
   t0 = now_seconds ();
   run.dir = xasprintf ("%s/p2v-smoke.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/var/tmp");
@@ -762,8 +791,13 @@ smoke_image (const char *image, const struct p2v_smoke_opts *opts,
     run.dir = NULL;
     goto out;
   }
-  run.base = xasprintf ("%s/base.qcow2", run.dir);
-  run.disk = xasprintf ("%s/disk.qcow2", run.dir);
+  run.base = xcalloc (ndisks, sizeof *run.base);
+  run.disk = xcalloc (ndisks, sizeof *run.disk);
+  run.ndisks = ndisks;
+  for (size_t i = 0; i < ndisks; i++) {
+    run.base[i] = xasprintf ("%s/base%zu.qcow2", run.dir, i);
+    run.disk[i] = xasprintf ("%s/disk%zu.qcow2", run.dir, i);
+  }
   run.console = xasprintf ("%s/console.log", run.dir);
   run.report = xasprintf ("%s/report.log", run.dir);
   run.firmware_log = xasprintf ("%s/firmware.log", run.dir);
@@ -773,9 +807,26 @@ smoke_image (const char *image, const struct p2v_smoke_opts *opts,
 
   if (progress)
     fprintf (stderr, "\r\033[Kp2v smoke: preparing an overlay of '%s'", image);
-  if (create_overlay (qemu_img, abs_image, format, run.base, image) == -1 ||
-      smoke_prepare_overlay (run.base, image, &firmware,
-                             accel == P2V_SMOKE_ACCEL_TCG, &res->prepared) == -1) {
+  for (size_t i = 0; i < ndisks; i++) {
+    char *abs = realpath (images[i], NULL), *fmt = NULL;
+    int ok = -1;
+
+    if (!abs)
+      p2v_error ("cannot resolve '%s': %m", images[i]);
+    else if ((fmt = opts->format ? xstrdup (opts->format)
+              : probe_format (qemu_img, abs)))
+      ok = create_overlay (qemu_img, abs, fmt, run.base[i], images[i]);
+    free (abs);
+    free (fmt);
+    if (ok == -1) {
+      if (progress)
+        fprintf (stderr, "\r\033[K");
+      goto out;
+    }
+  }
+  if (smoke_prepare_overlay ((const char *const *) run.base, ndisks, image,
+                             &firmware, accel == P2V_SMOKE_ACCEL_TCG,
+                             &res->prepared) == -1) {
     if (progress)
       fprintf (stderr, "\r\033[K");
     goto out;
@@ -842,8 +893,6 @@ smoke_image (const char *image, const struct p2v_smoke_opts *opts,
   free (why);
   free (qemu);
   free (qemu_img);
-  free (format);
-  free (abs_image);
   return r;
 }
 

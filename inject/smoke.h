@@ -115,7 +115,8 @@ struct p2v_smoke_result {
  * says pass or fail), -1 after p2v_error() when it could not run (no
  * qemu, unreadable image, libguestfs failed...).  IMAGE is never written.
  * Frees nothing in *res first: start from a zeroed struct. */
-int smoke_image (const char *image, const struct p2v_smoke_opts *opts,
+int smoke_image (const char *const *images, size_t ndisks,
+                 const struct p2v_smoke_opts *opts,
                  struct p2v_smoke_result *res);
 void smoke_result_free (struct p2v_smoke_result *res);
 json_object *smoke_result_to_json (const struct p2v_smoke_result *res);
@@ -154,7 +155,8 @@ char *smoke_edit_bls_entry (const char *entry, const char *args, size_t *n);
  * *firmware is AUTO (sets it), add the serial console to the kernel
  * command lines and install the one-shot report service.  *prepared says
  * whether a Linux guest was found and changed.  Returns 0 or -1. */
-int smoke_prepare_overlay (const char *overlay, const char *image,
+int smoke_prepare_overlay (const char *const *overlays, size_t n,
+                           const char *image,
                            enum p2v_smoke_firmware *firmware,
                            bool force_tcg, bool *prepared);
 

@@ -90,9 +90,13 @@ requires_appliance() {
   run p2v inject
   [ "$status" -eq 2 ]
   [[ "${lines[0]}" == "p2v: inject: missing image" ]]
-  run p2v inject a.img b.img
+  run p2v inject "$T/nope.img" "$T/nope2.img"
   [ "$status" -eq 2 ]
-  [[ "${lines[0]}" == "p2v: inject: too many arguments" ]]
+  [ "$output" = "p2v: cannot open '$T/nope.img': No such file or directory" ]
+  truncate -s 1M "$T/d1.img"
+  run p2v inject "$T/d1.img" "$T/d1.img"
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: '$T/d1.img' is given twice" ]
   run p2v inspect "$T/nope.img"
   [ "$status" -eq 2 ]
   [ "$output" = "p2v: cannot open '$T/nope.img': No such file or directory" ]

@@ -98,7 +98,10 @@ jqr() {
   [[ "$output" == "p2v: smoke: missing image"* ]]
   run p2v smoke "$T/disk.img" "$T/disk.img"
   [ "$status" -eq 2 ]
-  [[ "$output" == "p2v: smoke: too many arguments"* ]]
+  [ "$output" = "p2v: '$T/disk.img' is given twice" ]
+  run p2v smoke "$T/disk.img" "$T/nope.img"
+  [ "$status" -eq 2 ]
+  [ "$output" = "p2v: cannot open '$T/nope.img': No such file or directory" ]
   run p2v smoke "$T/disk.img" --firmware coreboot
   [ "$status" -eq 2 ]
   [ "$output" = "p2v: firmware 'coreboot' is not auto, bios or uefi" ]
