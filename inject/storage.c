@@ -66,6 +66,20 @@ collapse (const char *text, size_t start, size_t end)
   return sb_steal (&sb);
 }
 
+/* Record the edit of TEXT[START..END) into AFTER (AFTER_LEN bytes), both
+ * collapsed onto one line. */
+static void
+edit_collapsed (struct p2v_edits *edits, const char *text, size_t start,
+                size_t end, const char *after, size_t after_len,
+                const char *why)
+{
+  char *b = collapse (text, start, end), *a = collapse (after, 0, after_len);
+
+  edits_add (edits, b, a, why);
+  free (b);
+  free (a);
+}
+
 /* ---- lvm.conf ----
  *
  * The syntax is libdevmapper's config format: sections "name {...}",
@@ -466,7 +480,6 @@ lvm_conf_rewrite (const char *text, struct p2v_edits *edits,
     /* The new pattern goes before the first; a lone string becomes an
      * array. */
     size_t at = f->array ? f->first_elem : f->value_start;
-    char *before, *after;
     struct p2v_strbuf setting = { 0 };
 
     if (needs == -1) {
@@ -488,14 +501,11 @@ lvm_conf_rewrite (const char *text, struct p2v_edits *edits,
     sb_addn (&out, text + copied, f->start - copied);
     sb_add (&out, setting.s);
     copied = f->end;
-    before = collapse (text, f->start, f->end);
-    after = collapse (setting.s, 0, setting.len);
-    edits_add (edits, before, after,
-               "the filter accepts only the physical server's disk names "
-               "and rejects the rest: LVM would ignore its PVs on the "
-               "virtio disks (/dev/vd*) and not find the volume groups");
-    free (before);
-    free (after);
+    edit_collapsed (edits, text, f->start, f->end, setting.s, setting.len,
+                    "the filter accepts only the physical server's disk "
+                    "names and rejects the rest: LVM would ignore its PVs "
+                    "on the virtio disks (/dev/vd*) and not find the "
+                    "volume groups");
     sb_free (&setting);
   }
   sb_add (&out, text + copied);
@@ -714,13 +724,13 @@ mdadm_conf_rewrite (const char *text, struct p2v_edits *edits,
       }
       if (physical == w.n - 1) {
         size_t end = lines[j - 1].start + lines[j - 1].len;
-        char *before = collapse (text, l->start, end);
-        edits_add (edits, before, "DEVICE partitions",
-                   "it lists only the physical server's disk names: mdadm "
-                   "would look for array members on disks the VM does not "
-                   "have; 'partitions' scans them all (members are matched "
-                   "by UUID)");
-        free (before);
+        static const char partitions[] = "DEVICE partitions";
+        edit_collapsed (edits, text, l->start, end, partitions,
+                        strlen (partitions),
+                        "it lists only the physical server's disk names: "
+                        "mdadm would look for array members on disks the "
+                        "VM does not have; 'partitions' scans them all "
+                        "(members are matched by UUID)");
         sb_add (&out, "DEVICE partitions");
         if (lines[j - 1].newline)
           sb_add (&out, "\n");
@@ -754,7 +764,6 @@ mdadm_conf_rewrite (const char *text, struct p2v_edits *edits,
       else if (physical) {
         struct p2v_strbuf logical = { 0 };
         size_t end = lines[j - 1].start + lines[j - 1].len;
-        char *before, *after;
         for (size_t k = i; k < j; k++) {
           size_t from = lines[k].start, to = lines[k].start + lines[k].len;
           struct p2v_strbuf ln = { 0 };
@@ -789,14 +798,10 @@ mdadm_conf_rewrite (const char *text, struct p2v_edits *edits,
             sb_add (&out, "\n");
           sb_free (&ln);
         }
-        before = collapse (text, l->start, end);
-        after = collapse (logical.s, 0, logical.len);
-        edits_add (edits, before, after,
-                   "devices= names the physical server's disks: mdadm would "
-                   "not assemble the array from the VM's /dev/vd* disks; it "
-                   "finds the members by the array's UUID");
-        free (before);
-        free (after);
+        edit_collapsed (edits, text, l->start, end, logical.s, logical.len,
+                        "devices= names the physical server's disks: mdadm "
+                        "would not assemble the array from the VM's /dev/vd* "
+                        "disks; it finds the members by the array's UUID");
         sb_free (&logical);
         changed = true;
       }

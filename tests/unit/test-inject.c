@@ -763,15 +763,19 @@ test_initrd (void)
 }
 
 
-/* lvm_conf_rewrite on TEXT: the result equals WANT (NULL: unchanged),
- * with EDITS edits and NOTES notes; a second pass changes nothing. */
+/* REWRITE (lvm_conf_rewrite, mdadm_conf_rewrite) on TEXT: the result
+ * equals WANT (NULL: unchanged), with EDITS edits and NOTES notes; a
+ * second pass changes nothing. */
+typedef char *rewrite_fn (const char *text, struct p2v_edits *edits,
+                          struct p2v_strings *notes);
+
 static void
-check_lvm (const char *text, const char *want, size_t edits, size_t notes,
-           int line)
+check_rewrite (rewrite_fn *rewrite, const char *text, const char *want,
+               size_t edits, size_t notes, int line)
 {
   struct p2v_edits e = { 0 };
   struct p2v_strings n = { 0 };
-  char *out = lvm_conf_rewrite (text, &e, &n), *again;
+  char *out = rewrite (text, &e, &n), *again;
   bool ok = strcmp (out, want ? want : text) == 0 && e.n == edits
     && n.n == notes;
 
@@ -781,13 +785,16 @@ check_lvm (const char *text, const char *want, size_t edits, size_t notes,
   CHECK (ok);
   edits_free (&e);
   strings_free (&n);
-  again = lvm_conf_rewrite (out, &e, &n);
+  again = rewrite (out, &e, &n);
   CHECK (strcmp (again, out) == 0 && e.n == 0);
   edits_free (&e);
   strings_free (&n);
   free (again);
   free (out);
 }
+
+#define check_lvm(...) check_rewrite (lvm_conf_rewrite, __VA_ARGS__)
+#define check_mdadm(...) check_rewrite (mdadm_conf_rewrite, __VA_ARGS__)
 
 static void
 test_lvm_conf (void)
@@ -926,30 +933,6 @@ test_lvm_conf (void)
     CHECK (strstr (n.v[0], "line 2: devices/filter") && strstr (n.v[0], "'x|sda|'"));
   edits_free (&e);
   strings_free (&n);
-  free (out);
-}
-
-static void
-check_mdadm (const char *text, const char *want, size_t edits, size_t notes,
-             int line)
-{
-  struct p2v_edits e = { 0 };
-  struct p2v_strings n = { 0 };
-  char *out = mdadm_conf_rewrite (text, &e, &n), *again;
-  bool ok = strcmp (out, want ? want : text) == 0 && e.n == edits
-    && n.n == notes;
-
-  if (!ok)
-    fprintf (stderr, "line %d: got (%zu edits, %zu notes):\n%s\n", line,
-             e.n, n.n, out);
-  CHECK (ok);
-  edits_free (&e);
-  strings_free (&n);
-  again = mdadm_conf_rewrite (out, &e, &n);
-  CHECK (strcmp (again, out) == 0 && e.n == 0);
-  edits_free (&e);
-  strings_free (&n);
-  free (again);
   free (out);
 }
 
