@@ -74,15 +74,10 @@ full_write (int fd, const void *buf, size_t count)
 void
 writeback_account (int fd, struct p2v_writeback *wb, size_t written)
 {
-  /* Queued writes account from several threads: the thread that takes
-   * the count back to zero makes the kick. */
-  uint64_t n = __atomic_add_fetch (&wb->since_kick, written,
-                                   __ATOMIC_RELAXED);
-
-  if (n < WRITEBACK_KICK
-      || !__atomic_compare_exchange_n (&wb->since_kick, &n, 0, false,
-                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+  wb->since_kick += written;
+  if (wb->since_kick < WRITEBACK_KICK)
     return;
+  wb->since_kick = 0;
   /* Only a hint: block devices and odd file systems may refuse it. */
   (void) sync_file_range (fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }

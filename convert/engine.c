@@ -1,10 +1,12 @@
 /* engine.c: the copy engine.  One reader thread walks the source's block
- * status and reads only data; worker threads find zero units and
- * compress; the calling thread writes finished chunks strictly in order,
- * which allocates in order, and hands the data writes themselves to a
- * pool of write threads (pwrite_queued), so that copying into the page
- * cache, which is most of a plain copy's time, runs on several CPUs.
- * Memory is bounded by the ring of slots, never by the disk size. */
+ * status and hands out chunks with their data extents; worker threads
+ * read those extents (so reads run on every CPU, and a worker looks for
+ * zeros in bytes it has just read, still in its cache), find zero units
+ * and compress; the calling thread writes finished chunks strictly in
+ * order.  One writer is enough: file systems take the inode lock for a
+ * buffered write, so writers to one file queue behind each other, and
+ * the writer copies from buffers still in cache.  Memory is bounded by
+ * the ring of slots, never by the disk size. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -17,14 +19,8 @@
 #include "format.h"
 
 #define CHUNK_SIZE (1024 * 1024)
-#define MAPPED_CHUNK_SIZE (4 * CHUNK_SIZE)
-/* Write threads: on a 2-CPU machine two beat one by 20-30 % for a plain
- * copy into the page cache, and four lost to two. */
-#define MAX_WRITE_THREADS 2
 
-/* SLOT_WRITTEN: handed to the write threads; free once pending is 0. */
-enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_WORKING, SLOT_DONE,
-                  SLOT_WRITTEN };
+enum slot_state { SLOT_FREE, SLOT_FILLED, SLOT_WORKING, SLOT_DONE };
 enum unit_kind { UNIT_UNKNOWN, UNIT_ZERO, UNIT_DATA, UNIT_COMPRESSED };
 
 struct slot {
@@ -32,17 +28,12 @@ struct slot {
   uint64_t seq;
   uint64_t offset, len;
   bool all_zero;                /* a zero run: no buffer, any length */
-  uint8_t *buf;                 /* chunk bytes, when read with pread */
-  const uint8_t *data;          /* the chunk's bytes: buf or the source's map */
+  uint8_t *buf;                 /* the chunk's bytes */
   uint8_t *cbuf;                /* compressed unit i at i * unit */
   uint8_t *kind;                /* enum unit_kind per unit */
   uint32_t *clen;               /* compressed length per unit */
-  unsigned pending;             /* queued writes not yet made */
-};
-
-struct write_job {
-  struct p2v_host_write w;
-  struct slot *s;
+  struct extent { uint64_t off, len; } *ext;    /* data to read */
+  size_t next, ext_cap;
 };
 
 struct engine {
@@ -53,6 +44,10 @@ struct engine {
   size_t chunk;
   size_t units_per_chunk;
   bool zero_init;
+  /* Held around the source's reads and block status when its driver
+   * cannot take them from several threads at once. */
+  pthread_mutex_t src_lock;
+  bool src_serial;
 
   pthread_mutex_t lock;
   pthread_cond_t cond;
@@ -60,16 +55,8 @@ struct engine {
   unsigned nslots;
   uint64_t next_read_seq;       /* protected by lock */
   uint64_t next_write_seq;
-  uint64_t next_free_seq;       /* the oldest slot not yet freed */
   bool reader_done;
   bool failed;
-
-  /* Queued data writes, oldest at jobs_head; protected by lock. */
-  unsigned nwriters;            /* write threads; 0: write in order */
-  struct write_job *jobs;
-  size_t jobs_head, jobs_len, jobs_cap;
-  bool writes_done;             /* no more jobs will come */
-  struct slot *queue_slot;      /* the slot being queued (writer only) */
 };
 
 static void
@@ -105,37 +92,63 @@ reader_post_slot (struct engine *e, struct slot *s, enum slot_state state)
   pthread_mutex_unlock (&e->lock);
 }
 
-/* Fill a data slot with [off, end): read the data extents, zero-fill the
- * rest, and mark the units that no data extent touches as known zeros. */
+static int
+src_block_status (struct engine *e, uint64_t off, uint64_t count,
+                  uint64_t *pnum, unsigned *flags)
+{
+  int r;
+
+  if (e->src_serial)
+    pthread_mutex_lock (&e->src_lock);
+  r = image_block_status (e->src, off, count, pnum, flags);
+  if (e->src_serial)
+    pthread_mutex_unlock (&e->src_lock);
+  return r;
+}
+
+static int
+src_pread (struct engine *e, void *buf, size_t count, uint64_t off)
+{
+  int r;
+
+  if (e->src_serial)
+    pthread_mutex_lock (&e->src_lock);
+  r = image_pread (e->src, buf, count, off);
+  if (e->src_serial)
+    pthread_mutex_unlock (&e->src_lock);
+  return r;
+}
+
+/* Set up a data slot for [off, end): its data extents, for a worker to
+ * read, and the units that no data extent touches marked as known zeros. */
 static int
 reader_fill (struct engine *e, struct slot *s, uint64_t off, uint64_t end)
 {
   size_t nunits = DIV_ROUND_UP (end - off, e->unit);
   uint64_t pos = off;
 
-  const uint8_t *map = image_map (e->src, off, end - off);
-
   s->offset = off;
   s->len = end - off;
   s->all_zero = false;
-  s->data = map ? map : s->buf;
+  s->next = 0;
   memset (s->kind, UNIT_ZERO, nunits);
 
   while (pos < end) {
     uint64_t pnum;
     unsigned flags;
 
-    if (image_block_status (e->src, pos, end - pos, &pnum, &flags) == -1)
+    if (src_block_status (e, pos, end - pos, &pnum, &flags) == -1)
       return -1;
     if (flags & P2V_STATUS_DATA) {
-      if (!map && image_pread (e->src, s->buf + (pos - off), pnum, pos) == -1)
-        return -1;
+      if (s->next == s->ext_cap) {
+        s->ext_cap = s->ext_cap ? 2 * s->ext_cap : 16;
+        s->ext = xrealloc (s->ext, s->ext_cap * sizeof *s->ext);
+      }
+      s->ext[s->next++] = (struct extent) { .off = pos, .len = pnum };
       e->stats->bytes_read += pnum;
       memset (s->kind + (pos - off) / e->unit, UNIT_UNKNOWN,
               (pos + pnum - 1 - off) / e->unit - (pos - off) / e->unit + 1);
     }
-    else if (!map)
-      memset (s->buf + (pos - off), 0, pnum);
     pos += pnum;
   }
   return 0;
@@ -159,7 +172,7 @@ reader_thread (void *arg)
 
     /* A zero run covering whole chunks becomes one slot of any length,
      * so a sparse 2 TB disk costs a handful of slots, not millions. */
-    if (image_block_status (e->src, off, size - off, &pnum, &flags) == -1)
+    if (src_block_status (e, off, size - off, &pnum, &flags) == -1)
       goto fail;
     if (!(flags & P2V_STATUS_DATA) && pnum >= end - off) {
       uint64_t zend = off + pnum >= size ? size
@@ -189,16 +202,36 @@ reader_thread (void *arg)
   return NULL;
 }
 
-/* Worker: classify each unit of a slot and compress where asked. */
+/* Worker: read a slot's data extents into its buffer, zeros between. */
+static int
+worker_read (struct engine *e, struct slot *s)
+{
+  uint64_t pos = s->offset;
+
+  for (size_t i = 0; i < s->next; i++) {
+    memset (s->buf + (pos - s->offset), 0, s->ext[i].off - pos);
+    if (src_pread (e, s->buf + (s->ext[i].off - s->offset),
+                   s->ext[i].len, s->ext[i].off) == -1)
+      return -1;
+    pos = s->ext[i].off + s->ext[i].len;
+  }
+  memset (s->buf + (pos - s->offset), 0, s->offset + s->len - pos);
+  return 0;
+}
+
+/* Worker: read a slot, classify each unit and compress where asked. */
 static int
 worker_process (struct engine *e, struct slot *s)
 {
   size_t nunits = DIV_ROUND_UP (s->len, e->unit);
   const struct p2v_format *drv = e->dst->drv;
 
+  if (worker_read (e, s) == -1)
+    return -1;
+
   for (size_t i = 0; i < nunits; i++) {
     size_t ulen = P2V_MIN ((uint64_t) e->unit, s->len - i * e->unit);
-    const uint8_t *p = s->data + i * e->unit;
+    const uint8_t *p = s->buf + i * e->unit;
 
     if (s->kind[i] == UNIT_ZERO)
       continue;
@@ -260,84 +293,6 @@ worker_thread (void *arg)
   }
 }
 
-/* p2v_queue_fn for the slot being written: the job waits for a write
- * thread, and the slot stays in use until its jobs are made. */
-static int
-queue_write (void *opaque, const struct p2v_host_write *w)
-{
-  struct engine *e = opaque;
-
-  pthread_mutex_lock (&e->lock);
-  if (e->jobs_len == e->jobs_cap) {
-    e->jobs_cap = e->jobs_cap ? 2 * e->jobs_cap : 64;
-    e->jobs = xrealloc (e->jobs, e->jobs_cap * sizeof *e->jobs);
-  }
-  e->jobs[e->jobs_len++] = (struct write_job) { .w = *w, .s = e->queue_slot };
-  e->queue_slot->pending++;
-  pthread_cond_broadcast (&e->cond);
-  pthread_mutex_unlock (&e->lock);
-  return 0;
-}
-
-static void *
-write_thread (void *arg)
-{
-  struct engine *e = arg;
-
-  for (;;) {
-    struct write_job job;
-    int r, err;
-
-    pthread_mutex_lock (&e->lock);
-    while (!e->failed && e->jobs_head == e->jobs_len && !e->writes_done)
-      pthread_cond_wait (&e->cond, &e->lock);
-    if (e->failed || e->jobs_head == e->jobs_len) {
-      pthread_mutex_unlock (&e->lock);
-      return NULL;
-    }
-    job = e->jobs[e->jobs_head++];
-    if (e->jobs_head == e->jobs_len)
-      e->jobs_head = e->jobs_len = 0;
-    pthread_mutex_unlock (&e->lock);
-
-    r = host_write_run (&job.w);
-    err = errno;
-
-    pthread_mutex_lock (&e->lock);
-    if (r == -1 && !e->failed) {
-      errno = err;
-      p2v_error ("cannot write '%s' at host offset %" PRIu64 ": %m",
-                 job.w.path, job.w.offset);
-    }
-    if (r == -1)
-      e->failed = true;
-    job.s->pending--;
-    pthread_cond_broadcast (&e->cond);
-    pthread_mutex_unlock (&e->lock);
-  }
-}
-
-/* Free, in ring order, the written slots whose queued writes are all
- * made.  Called by the writer with the lock held; drops it to unmap. */
-static void
-release_written (struct engine *e)
-{
-  while (e->next_free_seq != e->next_write_seq) {
-    struct slot *s = &e->slots[e->next_free_seq % e->nslots];
-
-    if (s->pending > 0)
-      return;
-    if (!s->all_zero && s->data != s->buf) {
-      pthread_mutex_unlock (&e->lock);
-      image_unmap (e->src, s->offset, s->len);
-      pthread_mutex_lock (&e->lock);
-    }
-    s->state = SLOT_FREE;
-    e->next_free_seq++;
-    pthread_cond_broadcast (&e->cond);
-  }
-}
-
 static int
 writer_zero (struct engine *e, uint64_t len, uint64_t off)
 {
@@ -381,10 +336,7 @@ writer_write (struct engine *e, struct slot *s)
         return -1;
     }
     else {
-      const uint8_t *p = s->data + i * e->unit;
-      if ((e->nwriters
-           ? image_pwrite_queued (e->dst, p, len, off, queue_write, e)
-           : image_pwrite (e->dst, p, len, off)) == -1)
+      if (image_pwrite (e->dst, s->buf + i * e->unit, len, off) == -1)
         return -1;
       e->stats->bytes_plain += len;
     }
@@ -408,14 +360,10 @@ writer_loop (struct engine *e)
 
     pthread_mutex_lock (&e->lock);
     s = &e->slots[e->next_write_seq % e->nslots];
-    for (;;) {
-      release_written (e);
-      if (e->failed
-          || (s->state == SLOT_DONE && s->seq == e->next_write_seq)
-          || (e->reader_done && e->next_write_seq == e->next_read_seq))
-        break;
+    while (!e->failed
+           && !(s->state == SLOT_DONE && s->seq == e->next_write_seq)
+           && !(e->reader_done && e->next_write_seq == e->next_read_seq))
       pthread_cond_wait (&e->cond, &e->lock);
-    }
     if (e->failed) {
       pthread_mutex_unlock (&e->lock);
       goto out;
@@ -426,11 +374,10 @@ writer_loop (struct engine *e)
     }
     pthread_mutex_unlock (&e->lock);
 
-    e->queue_slot = s;
     if (writer_write (e, s) == -1
         || (e->opts->written
             && e->opts->written (e->opts->written_opaque, s->offset,
-                                 s->all_zero ? NULL : s->data,
+                                 s->all_zero ? NULL : s->buf,
                                  s->len) == -1)) {
       engine_fail (e);
       goto out;
@@ -438,25 +385,11 @@ writer_loop (struct engine *e)
     progress_update (prog, s->offset + s->len);
 
     pthread_mutex_lock (&e->lock);
-    s->state = SLOT_WRITTEN;
+    s->state = SLOT_FREE;
     e->next_write_seq++;
     pthread_cond_broadcast (&e->cond);
     pthread_mutex_unlock (&e->lock);
   }
-
-  /* Every queued write made before anything else touches the file. */
-  pthread_mutex_lock (&e->lock);
-  for (;;) {
-    release_written (e);
-    if (e->failed || e->next_free_seq == e->next_write_seq)
-      break;
-    pthread_cond_wait (&e->cond, &e->lock);
-  }
-  e->writes_done = true;
-  pthread_cond_broadcast (&e->cond);
-  pthread_mutex_unlock (&e->lock);
-  if (e->failed)
-    goto out;
 
   /* A larger destination that is not zero-initialised gets a zero tail. */
   if (e->dst->size > e->src->size && !e->zero_init
@@ -482,8 +415,8 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
 {
   struct engine e = { 0 };
   unsigned nthreads = opts->threads ? opts->threads : default_threads ();
-  pthread_t reader, *workers = NULL, writers[MAX_WRITE_THREADS];
-  unsigned started = 0, writers_started = 0;
+  pthread_t reader, *workers = NULL;
+  unsigned started = 0;
   bool reader_started = false;
   double t0 = now_seconds ();
   int r = -1;
@@ -508,19 +441,12 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     return p2v_error ("format '%s' has a bad granularity %u",
                       dst->drv->name, e.unit);
   e.chunk = P2V_MAX ((size_t) CHUNK_SIZE, (size_t) e.unit);
-  /* A source read through a mapping needs no slot memory, so a plain
-   * copy from it takes bigger slots: fewer and larger writes, which the
-   * page cache takes in larger folios.  Compression keeps 1 MiB slots
-   * for its per-slot buffers and its spread over the workers. */
-  if (!opts->compress && e.chunk < MAPPED_CHUNK_SIZE
-      && image_map (src, 0, 0))
-    e.chunk = MAPPED_CHUNK_SIZE;
   e.units_per_chunk = e.chunk / e.unit;
   e.zero_init = image_has_zero_init (dst);
   e.nslots = 2 * nthreads + 2;
-  if (dst->drv->pwrite_queued)
-    e.nwriters = P2V_MIN (nthreads, (unsigned) MAX_WRITE_THREADS);
   pthread_mutex_init (&e.lock, NULL);
+  pthread_mutex_init (&e.src_lock, NULL);
+  e.src_serial = !src->drv->parallel_reads;
   pthread_cond_init (&e.cond, NULL);
 
   e.slots = xcalloc (e.nslots, sizeof *e.slots);
@@ -549,16 +475,6 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     }
   }
 
-  for (; writers_started < e.nwriters; writers_started++) {
-    errno = pthread_create (&writers[writers_started], NULL, write_thread,
-                            &e);
-    if (errno) {
-      p2v_error ("cannot start a write thread: %m");
-      engine_fail (&e);
-      goto out;
-    }
-  }
-
   r = writer_loop (&e);
 
  out:
@@ -568,8 +484,6 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     pthread_join (reader, NULL);
   for (unsigned i = 0; i < started; i++)
     pthread_join (workers[i], NULL);
-  for (unsigned i = 0; i < writers_started; i++)
-    pthread_join (writers[i], NULL);
   if (e.failed)
     r = -1;
   for (unsigned i = 0; i < e.nslots; i++) {
@@ -577,11 +491,12 @@ copy_image (struct p2v_image *src, struct p2v_image *dst,
     free (e.slots[i].cbuf);
     free (e.slots[i].clen);
     free (e.slots[i].kind);
+    free (e.slots[i].ext);
   }
   free (e.slots);
-  free (e.jobs);
   free (workers);
   pthread_mutex_destroy (&e.lock);
+  pthread_mutex_destroy (&e.src_lock);
   pthread_cond_destroy (&e.cond);
   stats->seconds = now_seconds () - t0;
   return r;

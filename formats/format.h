@@ -23,20 +23,6 @@ struct p2v_create_opts {
   bool no_sync;
 };
 
-struct p2v_writeback;
-
-/* One write of data bytes to the file under an image, handed to the
- * caller by pwrite_queued instead of being made (see there). */
-struct p2v_host_write {
-  int fd;
-  const void *buf;
-  size_t count;
-  uint64_t offset;
-  struct p2v_writeback *wb;     /* early writeback to account, or NULL */
-  const char *path;             /* the image, for messages */
-};
-typedef int (*p2v_queue_fn) (void *opaque, const struct p2v_host_write *w);
-
 struct p2v_format {
   const char *name;
   const char *description;
@@ -65,22 +51,10 @@ struct p2v_format {
   bool (*has_zero_init) (void *h);
 
   int (*pread) (void *h, void *buf, size_t count, uint64_t offset);
-  /* Optional, read-only images: a pointer to count bytes at offset that
-   * stays valid until close, so the engine can read without copying.
-   * NULL (without an error) means "use pread". */
-  const void *(*map) (void *h, uint64_t offset, size_t count);
-  /* Optional: the caller is done with a view from map; the driver may
-   * drop it from the process's memory (the page cache keeps it). */
-  void (*unmap) (void *h, uint64_t offset, size_t count);
+  /* pread and block_status may run in several threads at once (else
+   * the caller serialises them: caches, decompression buffers...). */
+  bool parallel_reads;
   int (*pwrite) (void *h, const void *buf, size_t count, uint64_t offset);
-  /* Optional: pwrite whose metadata is updated at once, but whose data
-   * writes are handed to queue(opaque, w) instead of being made.  The
-   * caller makes each with host_write_run, from any thread and in any
-   * order (they never overlap each other nor any metadata), before the
-   * image's next flush or close, and keeps buf valid until then.  So a
-   * single thread can allocate in order while several write. */
-  int (*pwrite_queued) (void *h, const void *buf, size_t count,
-                        uint64_t offset, p2v_queue_fn queue, void *opaque);
   /* Optional: make the range read as zeros. */
   int (*zero) (void *h, uint64_t count, uint64_t offset);
   /* Status of the range starting at offset: sets *pnum (1..count bytes
@@ -146,17 +120,6 @@ int image_pread (struct p2v_image *img, void *buf, size_t count,
                  uint64_t offset);
 int image_pwrite (struct p2v_image *img, const void *buf, size_t count,
                   uint64_t offset);
-/* pwrite_queued, or a plain image_pwrite for drivers without it. */
-int image_pwrite_queued (struct p2v_image *img, const void *buf,
-                         size_t count, uint64_t offset,
-                         p2v_queue_fn queue, void *opaque);
-/* Make one queued write; thread-safe.  Returns -1 with errno set and
- * reports nothing, so that of several threads failing at once one speaks. */
-int host_write_run (const struct p2v_host_write *w);
-/* Zero-copy view of [offset, offset+count) or NULL when the driver has
- * none; see struct p2v_format's map. */
-const void *image_map (struct p2v_image *img, uint64_t offset, size_t count);
-void image_unmap (struct p2v_image *img, uint64_t offset, size_t count);
 int image_zero (struct p2v_image *img, uint64_t count, uint64_t offset);
 int image_block_status (struct p2v_image *img, uint64_t offset,
                         uint64_t count, uint64_t *pnum, unsigned *flags);

@@ -194,22 +194,6 @@ image_pread (struct p2v_image *img, void *buf, size_t count, uint64_t offset)
   return img->drv->pread (img->h, buf, count, offset);
 }
 
-const void *
-image_map (struct p2v_image *img, uint64_t offset, size_t count)
-{
-  if (!img->drv->map || !img->readonly
-      || offset > img->size || count > img->size - offset)
-    return NULL;
-  return img->drv->map (img->h, offset, count);
-}
-
-void
-image_unmap (struct p2v_image *img, uint64_t offset, size_t count)
-{
-  if (img->drv->unmap)
-    img->drv->unmap (img->h, offset, count);
-}
-
 int
 image_pwrite (struct p2v_image *img, const void *buf, size_t count,
               uint64_t offset)
@@ -220,30 +204,6 @@ image_pwrite (struct p2v_image *img, const void *buf, size_t count,
     return p2v_error ("write of %zu bytes at %" PRIu64 " is beyond the end of '%s'",
                       count, offset, img->path);
   return img->drv->pwrite (img->h, buf, count, offset);
-}
-
-int
-image_pwrite_queued (struct p2v_image *img, const void *buf, size_t count,
-                     uint64_t offset, p2v_queue_fn queue, void *opaque)
-{
-  if (!img->drv->pwrite_queued)
-    return image_pwrite (img, buf, count, offset);
-  if (img->readonly)
-    return p2v_error ("'%s' is open read-only", img->path);
-  if (offset > img->size || count > img->size - offset)
-    return p2v_error ("write of %zu bytes at %" PRIu64 " is beyond the end of '%s'",
-                      count, offset, img->path);
-  return img->drv->pwrite_queued (img->h, buf, count, offset, queue, opaque);
-}
-
-int
-host_write_run (const struct p2v_host_write *w)
-{
-  if (full_pwrite (w->fd, w->buf, w->count, w->offset) == -1)
-    return -1;
-  if (w->wb)
-    writeback_account (w->fd, w->wb, w->count);
-  return 0;
 }
 
 int

@@ -89,7 +89,7 @@ qcow2_write_unallocated (struct qcow2 *h, const uint8_t *buf,
       return -1;
     if (got < nc)
       bytes = got * cs - in_cluster;
-    if (qcow2_data_pwrite (h, buf, bytes, host + in_cluster) == -1)
+    if (qcow2_host_pwrite (h, buf, bytes, host + in_cluster) == -1)
       return -1;
     for (uint64_t i = 0; i < got; i++) {
       uint8_t *e = qcow2_l2_entry (h, s, offset + i * cs);
@@ -157,7 +157,7 @@ qcow2_writer_pwrite (struct qcow2 *h, const void *buf, size_t count,
     case QCOW2_DATA:
       /* Our data clusters are never shared: overwrite in place. */
       if (qcow2_data_run (h, &p, offset, count, false, &n) == -1
-          || qcow2_data_pwrite (h, b, n, p.host) == -1)
+          || qcow2_host_pwrite (h, b, n, p.host) == -1)
         return -1;
       break;
 

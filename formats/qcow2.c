@@ -48,24 +48,6 @@ qcow2_host_pwrite (struct qcow2 *h, const void *buf, size_t count,
   return 0;
 }
 
-/* A write of the caller's data (not of our metadata or buffers): queued
- * when the caller asked for that (see pwrite_queued in format.h). */
-int
-qcow2_data_pwrite (struct qcow2 *h, const void *buf, size_t count,
-                   uint64_t offset)
-{
-  struct p2v_host_write w = {
-    .fd = h->fd, .buf = buf, .count = count, .offset = offset,
-    .wb = h->no_sync ? NULL : &h->wb, .path = h->path,
-  };
-
-  if (!h->queue)
-    return qcow2_host_pwrite (h, buf, count, offset);
-  if (offset + count > h->file_size)
-    h->file_size = offset + count;
-  return h->queue (h->queue_opaque, &w);
-}
-
 static int
 qcow2_probe (const uint8_t *buf, size_t len)
 {
@@ -580,25 +562,6 @@ qcow2_pwrite (void *handle, const void *buf, size_t count, uint64_t offset)
 }
 
 static int
-qcow2_pwrite_queued (void *handle, const void *buf, size_t count,
-                     uint64_t offset, p2v_queue_fn queue, void *opaque)
-{
-  struct qcow2 *h = handle;
-  int r;
-
-  if (qcow2_check_write (h, count, offset) == -1)
-    return -1;
-  if (h->mode == QCOW2_MODE_INPLACE)
-    return qcow2_inplace_pwrite (h, buf, count, offset);
-  h->queue = queue;
-  h->queue_opaque = opaque;
-  r = qcow2_writer_pwrite (h, buf, count, offset);
-  h->queue = NULL;
-  h->queue_opaque = NULL;
-  return r;
-}
-
-static int
 qcow2_zero (void *handle, uint64_t count, uint64_t offset)
 {
   struct qcow2 *h = handle;
@@ -622,7 +585,6 @@ const struct p2v_format p2v_format_qcow2 = {
   .has_zero_init = qcow2_has_zero_init,
   .pread = qcow2_pread,
   .pwrite = qcow2_pwrite,
-  .pwrite_queued = qcow2_pwrite_queued,
   .zero = qcow2_zero,
   .block_status = qcow2_block_status,
   .compress = qcow2_compress,

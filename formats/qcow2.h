@@ -23,7 +23,6 @@
 #include <zlib.h>
 
 #include "common.h"
-#include "format.h"
 
 #define QCOW2_MAGIC 0x514649fbU          /* "QFI\xfb" */
 #define QCOW2_V2_HEADER_LEN 72
@@ -122,9 +121,6 @@ struct qcow2 {
   bool discarded;               /* being deleted: close writes nothing */
   struct p2v_writeback wb;
   bool no_sync;                 /* see struct p2v_create_opts */
-  /* Set during a pwrite_queued call: data writes go to queue. */
-  p2v_queue_fn queue;
-  void *queue_opaque;
 
   uint32_t version;
   uint32_t cluster_bits;
@@ -229,8 +225,6 @@ qcow2_put_be16 (void *p, uint16_t v)
 int qcow2_host_pread (struct qcow2 *h, void *buf, size_t count,
                       uint64_t offset);
 int qcow2_host_pwrite (struct qcow2 *h, const void *buf, size_t count,
-                       uint64_t offset);
-int qcow2_data_pwrite (struct qcow2 *h, const void *buf, size_t count,
                        uint64_t offset);
 
 /* qcow2-cluster.c */

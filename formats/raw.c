@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,9 +25,6 @@ struct raw_handle {
   struct p2v_writeback wb;
   bool no_sync;                 /* see struct p2v_create_opts */
   bool readonly;
-  const uint8_t *map;           /* whole-file read-only mapping, or NULL */
-  bool map_failed;
-  uint64_t drop_from, drop_to;  /* finished views not yet dropped */
 };
 
 static int
@@ -190,19 +186,6 @@ raw_pwrite (void *hv, const void *buf, size_t count, uint64_t offset)
 }
 
 static int
-raw_pwrite_queued (void *hv, const void *buf, size_t count, uint64_t offset,
-                   p2v_queue_fn queue, void *opaque)
-{
-  struct raw_handle *h = hv;
-  struct p2v_host_write w = {
-    .fd = h->fd, .buf = buf, .count = count, .offset = offset,
-    .wb = h->no_sync ? NULL : &h->wb, .path = h->path,
-  };
-
-  return queue (opaque, &w);
-}
-
-static int
 raw_zero (void *hv, uint64_t count, uint64_t offset)
 {
   struct raw_handle *h = hv;
@@ -275,81 +258,12 @@ raw_flush (void *hv)
   return 0;
 }
 
-/* Reading a regular file through one shared read-only mapping saves the
- * copy from the page cache into a buffer that pread costs: the engine
- * scans for zeros and hands the mapped pages straight to the writer.
- * Block devices keep pread (their size may change under us, and a
- * capture wants the engine's bounded reads).  A file truncated by
- * someone else while we read it would raise SIGBUS, as it does for any
- * mapping reader (cp, rsync); sources are images nobody is writing. */
-static const void *
-raw_map (void *hv, uint64_t offset, size_t count)
-{
-  struct raw_handle *h = hv;
-
-  (void) count;
-  if (!h->readonly || h->is_block || h->map_failed || h->size == 0
-      || h->size > SIZE_MAX)
-    return NULL;
-  if (!h->map) {
-    void *m = mmap (NULL, h->size, PROT_READ, MAP_SHARED, h->fd, 0);
-    if (m == MAP_FAILED) {
-      h->map_failed = true;
-      return NULL;
-    }
-    (void) madvise (m, h->size, MADV_SEQUENTIAL);
-    h->map = m;
-  }
-  return h->map + offset;
-}
-
-/* Keep the resident set bounded as a pread buffer would: drop the pages
- * of finished views from our page tables (they stay in the page cache).
- * They go in batches: each madvise (MADV_DONTNEED) flushes the TLB of
- * every CPU that runs one of our threads, which in a VM is an
- * inter-processor interrupt and an exit each; once per 1 MiB view that
- * doubled (and made erratic) the system time of a plain copy.  A batch
- * of 8 MiB keeps the resident set well inside the engine's bound. */
-#define RAW_DROP_BATCH (8 * 1024 * 1024)
-
-static void
-raw_drop (struct raw_handle *h)
-{
-  uint64_t page = (uint64_t) sysconf (_SC_PAGESIZE);
-  uint64_t start = h->drop_from - h->drop_from % page;
-
-  if (h->drop_to > h->drop_from)
-    (void) madvise ((void *) (h->map + start), h->drop_to - start,
-                    MADV_DONTNEED);
-  h->drop_from = h->drop_to;
-}
-
-static void
-raw_unmap (void *hv, uint64_t offset, size_t count)
-{
-  struct raw_handle *h = hv;
-
-  if (!h->map || count == 0)
-    return;
-  /* Views come back in order; anything else drops what is pending. */
-  if (h->drop_to == h->drop_from || offset < h->drop_from) {
-    raw_drop (h);
-    h->drop_from = offset;
-    h->drop_to = offset;
-  }
-  h->drop_to = P2V_MAX (h->drop_to, offset + count);
-  if (h->drop_to - h->drop_from >= RAW_DROP_BATCH)
-    raw_drop (h);
-}
-
 static int
 raw_close (void *hv)
 {
   struct raw_handle *h = hv;
   int r = 0;
 
-  if (h->map)
-    munmap ((void *) h->map, h->size);
   if (close (h->fd) == -1)
     r = p2v_error ("cannot close '%s': %m", h->path);
   free (h->path);
@@ -367,10 +281,8 @@ const struct p2v_format p2v_format_raw = {
   .granularity = raw_granularity,
   .has_zero_init = raw_has_zero_init,
   .pread = raw_pread,
-  .map = raw_map,
-  .unmap = raw_unmap,
+  .parallel_reads = true,
   .pwrite = raw_pwrite,
-  .pwrite_queued = raw_pwrite_queued,
   .zero = raw_zero,
   .block_status = raw_block_status,
   .flush = raw_flush,
