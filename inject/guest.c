@@ -270,10 +270,20 @@ kvm_device_usable (void)
   return true;
 }
 
+/* What to start an appliance on. */
+struct launch_req {
+  const char *const *disks;
+  const char *const *formats;
+  size_t ndisks;
+  bool readonly;
+  bool progress;
+  const char *name;             /* what messages call the disks */
+};
+
 /* FORCE_TCG: 1 sets it, 0 clears what the environment set, -1 leaves
  * libguestfs's own settings alone. */
 static guestfs_h *
-new_handle (struct p2v_guest *gs, int force_tcg)
+new_handle (const struct launch_req *rq, int force_tcg)
 {
   guestfs_h *g = guestfs_create ();
 
@@ -290,13 +300,13 @@ new_handle (struct p2v_guest *gs, int force_tcg)
     guestfs_clear_backend_setting (g, "force_tcg");
   /* The disks in the VM's order: the appliance names them /dev/sda,
    * /dev/sdb..., as the server had them. */
-  for (size_t i = 0; i < gs->ndisks; i++)
-    if (guestfs_add_drive_opts (g, gs->disks[i],
-                                GUESTFS_ADD_DRIVE_OPTS_READONLY, gs->readonly,
-                                GUESTFS_ADD_DRIVE_OPTS_FORMAT, gs->formats[i],
+  for (size_t i = 0; i < rq->ndisks; i++)
+    if (guestfs_add_drive_opts (g, rq->disks[i],
+                                GUESTFS_ADD_DRIVE_OPTS_READONLY, rq->readonly,
+                                GUESTFS_ADD_DRIVE_OPTS_FORMAT, rq->formats[i],
                                 -1) == -1) {
       char *msg = one_line (guestfs_last_error (g));
-      p2v_error ("cannot open '%s': %s", gs->disks[i], msg);
+      p2v_error ("cannot open '%s': %s", rq->disks[i], msg);
       free (msg);
       guestfs_close (g);
       return NULL;
@@ -325,86 +335,111 @@ env_decides_accel (bool *tcg)
 }
 
 static void
-say (struct p2v_guest *gs, const char *msg)
+say (const struct launch_req *rq, const char *msg)
 {
-  if (gs->progress)
+  if (rq->progress)
     fprintf (stderr, "%s: %s\n", p2v_progname, msg);
 }
 
-static int
-launch (struct p2v_guest *gs, const char *accel)
+/* Start with KVM or TCG as ACCEL and the host allow; see inject-int.h. */
+static guestfs_h *
+launch (const struct launch_req *rq, const char *accel, const char **used)
 {
   bool tcg_env = false, timed_out = false;
-  double t0 = now_seconds ();
   guestfs_h *g;
   char *msg;
 
   if (strcmp (accel, "auto") == 0 && env_decides_accel (&tcg_env)) {
     /* libguestfs applies the environment itself. */
-    gs->accel = tcg_env ? "tcg" : "kvm";
-    if (!(g = new_handle (gs, -1)))
-      return -1;
-    say (gs, tcg_env ? "starting the libguestfs appliance (TCG)"
+    *used = tcg_env ? "tcg" : "kvm";
+    if (!(g = new_handle (rq, -1)))
+      return NULL;
+    say (rq, tcg_env ? "starting the libguestfs appliance (TCG)"
          : "starting the libguestfs appliance");
     if (guestfs_launch (g) == -1)
       goto launch_failed;
-    gs->g = g;
-    gs->launch_seconds = now_seconds () - t0;
-    return 0;
+    return g;
   }
 
   if (strcmp (accel, "tcg") == 0
       || (strcmp (accel, "auto") == 0
           && (!kvm_device_usable () || kvm_known_broken ()))) {
-    gs->accel = "tcg";
-    if (!(g = new_handle (gs, 1)))
-      return -1;
-    say (gs, "starting the libguestfs appliance (TCG)");
+    *used = "tcg";
+    if (!(g = new_handle (rq, 1)))
+      return NULL;
+    say (rq, "starting the libguestfs appliance (TCG)");
     if (guestfs_launch (g) == -1)
       goto launch_failed;
-    gs->g = g;
-    gs->launch_seconds = now_seconds () - t0;
-    return 0;
+    return g;
   }
 
   /* kvm, or auto with a usable /dev/kvm: try KVM under a watchdog. */
-  gs->accel = "kvm";
-  if (!(g = new_handle (gs, 0)))
-    return -1;
-  say (gs, "starting the libguestfs appliance (KVM)");
-  if (launch_watched (g, KVM_LAUNCH_TIMEOUT, &timed_out) == 0) {
-    gs->g = g;
-    gs->launch_seconds = now_seconds () - t0;
-    return 0;
-  }
+  *used = "kvm";
+  if (!(g = new_handle (rq, 0)))
+    return NULL;
+  say (rq, "starting the libguestfs appliance (KVM)");
+  if (launch_watched (g, KVM_LAUNCH_TIMEOUT, &timed_out) == 0)
+    return g;
   msg = timed_out ? xasprintf ("no answer within %d s", KVM_LAUNCH_TIMEOUT)
     : one_line (guestfs_last_error (g));
   guestfs_close (g);
   if (strcmp (accel, "kvm") == 0) {
     p2v_error ("cannot start the libguestfs appliance with KVM: %s", msg);
     free (msg);
-    return -1;
+    return NULL;
   }
   p2v_warning ("KVM did not start the libguestfs appliance (%s); using TCG",
                msg);
   free (msg);
   kvm_remember_broken ();
-  gs->accel = "tcg";
-  if (!(g = new_handle (gs, 1)))
-    return -1;
+  *used = "tcg";
+  if (!(g = new_handle (rq, 1)))
+    return NULL;
   if (guestfs_launch (g) == -1)
     goto launch_failed;
-  gs->g = g;
-  gs->launch_seconds = now_seconds () - t0;
-  return 0;
+  return g;
 
  launch_failed:
   msg = one_line (guestfs_last_error (g));
   p2v_error ("cannot start the libguestfs appliance for '%s': %s",
-             gs->image, msg);
+             rq->name, msg);
   free (msg);
   guestfs_close (g);
-  return -1;
+  return NULL;
+}
+
+/* ACCEL, else $P2V_ACCEL, else auto; NULL after p2v_error() if bad. */
+static const char *
+accel_choice (const char *accel)
+{
+  if (!accel || !*accel)
+    accel = getenv ("P2V_ACCEL");
+  if (!accel || !*accel)
+    accel = "auto";
+  if (strcmp (accel, "auto") != 0 && strcmp (accel, "kvm") != 0
+      && strcmp (accel, "tcg") != 0)
+    return p2v_error_null ("accelerator '%s' is not auto, kvm or tcg", accel);
+  return accel;
+}
+
+struct guestfs_h *
+appliance_launch (const char *const *disks, const char *const *formats,
+                  size_t ndisks, bool readonly, const char *accel,
+                  bool progress, const char *name, const char **accel_used)
+{
+  struct launch_req rq = {
+    .disks = disks, .formats = formats, .ndisks = ndisks,
+    .readonly = readonly, .progress = progress, .name = name,
+  };
+  const char *used = NULL;
+  guestfs_h *g;
+
+  if (!(accel = accel_choice (accel)))
+    return NULL;
+  g = launch (&rq, accel, &used);
+  if (g && accel_used)
+    *accel_used = used;
+  return g;
 }
 
 static void
@@ -423,14 +458,10 @@ guest_open (const char *const *disks, size_t ndisks, const char *format,
             bool readonly, const char *accel, bool verbose)
 {
   struct p2v_guest *gs;
+  double t0;
 
-  if (!accel || !*accel)
-    accel = getenv ("P2V_ACCEL");
-  if (!accel || !*accel)
-    accel = "auto";
-  if (strcmp (accel, "auto") != 0 && strcmp (accel, "kvm") != 0
-      && strcmp (accel, "tcg") != 0)
-    return p2v_error_null ("accelerator '%s' is not auto, kvm or tcg", accel);
+  if (!(accel = accel_choice (accel)))
+    return NULL;
   if (ndisks == 0)
     return p2v_error_null ("no disk image given");
 
@@ -458,10 +489,15 @@ guest_open (const char *const *disks, size_t ndisks, const char *format,
   gs->image = gs->disks[0];
   gs->readonly = readonly;
   gs->progress = verbose && isatty (STDERR_FILENO);
-  if (launch (gs, accel) == -1) {
+  t0 = now_seconds ();
+  gs->g = appliance_launch ((const char *const *) gs->disks, gs->formats,
+                            gs->ndisks, readonly, accel, gs->progress,
+                            gs->image, &gs->accel);
+  if (!gs->g) {
     guest_free (gs);
     return NULL;
   }
+  gs->launch_seconds = now_seconds () - t0;
   return gs;
 }
 

@@ -266,6 +266,18 @@ char *backup_path (const char *file);
 /* ---- guest.c: the one libguestfs session of a run ---- */
 
 struct p2v_guest;
+/* Start a libguestfs appliance on DISKS (each in its FORMAT, in order;
+ * messages call them NAME):
+ * ACCEL "auto" (NULL: $P2V_ACCEL, else auto) tries KVM under a watchdog
+ * and falls back to TCG, remembering a KVM that failed (per kernel
+ * release) so the next run does not wait for it again; "kvm" or "tcg"
+ * force one.  Sets *accel_used.  NULL after p2v_error(). */
+struct guestfs_h *appliance_launch (const char *const *disks,
+                                    const char *const *formats,
+                                    size_t ndisks, bool readonly,
+                                    const char *accel, bool progress,
+                                    const char *name,
+                                    const char **accel_used);
 /* disks: the server's disks in the VM's order (the first one is what
  * messages name); format NULL: each one probed. */
 struct p2v_guest *guest_open (const char *const *disks, size_t ndisks,

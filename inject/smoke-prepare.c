@@ -8,6 +8,7 @@
 #include <guestfs.h>
 
 #include "common.h"
+#include "inject-int.h"
 #include "smoke.h"
 
 #define KERNEL_ARGS "console=ttyS0,115200 systemd.show_status=1"
@@ -226,8 +227,11 @@ struct session {
 static int
 gfs_error (struct session *s, const char *what)
 {
-  const char *e = guestfs_last_error (s->g);
-  return p2v_error ("%s '%s': %s", what, s->image, e ? e : "libguestfs failed");
+  char *e = one_line (guestfs_last_error (s->g));
+  int r = p2v_error ("%s '%s': %s", what, s->image, e);
+
+  free (e);
+  return r;
 }
 
 /* libguestfs allocates with malloc: same as ours. */
@@ -514,7 +518,7 @@ prepare_filesystem (struct session *s, const char *device)
 int
 smoke_prepare_overlay (const char *const *overlays, size_t n,
                        const char *image, enum p2v_smoke_firmware *firmware,
-                       bool force_tcg, bool *prepared)
+                       const char *accel, bool *prepared)
 {
   struct session s = { .image = image };
   char **parts = NULL, **lvs = NULL, **mds = NULL, **devs = NULL;
@@ -522,26 +526,19 @@ smoke_prepare_overlay (const char *const *overlays, size_t n,
   int r = -1;
 
   *prepared = false;
+  {
+    const char **formats = xcalloc (n, sizeof *formats);
+    for (size_t i = 0; i < n; i++)
+      formats[i] = "qcow2";
+    /* As inject: KVM when it works, and a KVM that hangs on this host
+     * costs one watchdog timeout, then TCG. */
+    s.g = appliance_launch (overlays, formats, n, false, accel, false, image,
+                            NULL);
+    free (formats);
+  }
+  if (!s.g)
+    return -1;
   s.edited = xcalloc (1, sizeof *s.edited);
-  s.g = guestfs_create ();
-  if (!s.g) {
-    free (s.edited);
-    return p2v_error ("cannot create a libguestfs handle: %m");
-  }
-  guestfs_set_error_handler (s.g, NULL, NULL);
-  if (force_tcg)
-    guestfs_set_backend_setting (s.g, "force_tcg", "1");
-  for (size_t i = 0; i < n; i++)
-    if (guestfs_add_drive_opts (s.g, overlays[i],
-                                GUESTFS_ADD_DRIVE_OPTS_FORMAT, "qcow2",
-                                -1) == -1) {
-      gfs_error (&s, "cannot start libguestfs on");
-      goto out;
-    }
-  if (guestfs_launch (s.g) == -1) {
-    gfs_error (&s, "cannot start libguestfs on");
-    goto out;
-  }
   parts = guestfs_list_partitions (s.g);
   devs = guestfs_list_devices (s.g);
   if (!parts || !devs) {

@@ -825,7 +825,9 @@ smoke_image (const char *const *images, size_t ndisks,
     }
   }
   if (smoke_prepare_overlay ((const char *const *) run.base, ndisks, image,
-                             &firmware, accel == P2V_SMOKE_ACCEL_TCG,
+                             &firmware,
+                             accel == P2V_SMOKE_ACCEL_TCG ? "tcg"
+                             : accel == P2V_SMOKE_ACCEL_KVM ? "kvm" : "auto",
                              &res->prepared) == -1) {
     if (progress)
       fprintf (stderr, "\r\033[K");

@@ -151,14 +151,15 @@ char *smoke_edit_grub_cfg (const char *cfg, const char *args, size_t *n);
 /* Same for a Boot Loader Specification entry: its "options" lines. */
 char *smoke_edit_bls_entry (const char *entry, const char *args, size_t *n);
 
-/* Prepare the overlay in one libguestfs session: detect the firmware when
- * *firmware is AUTO (sets it), add the serial console to the kernel
+/* Prepare the overlays (every disk, in order) in one libguestfs session
+ * (ACCEL "auto", "kvm" or "tcg", as appliance_launch): detect the firmware
+ * when *firmware is AUTO (sets it), add the serial console to the kernel
  * command lines and install the one-shot report service.  *prepared says
  * whether a Linux guest was found and changed.  Returns 0 or -1. */
 int smoke_prepare_overlay (const char *const *overlays, size_t n,
                            const char *image,
                            enum p2v_smoke_firmware *firmware,
-                           bool force_tcg, bool *prepared);
+                           const char *accel, bool *prepared);
 
 /* String vectors shared by the smoke files (NULL-terminated). */
 size_t smoke_strv_len (char *const *v);
