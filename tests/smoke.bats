@@ -283,11 +283,11 @@ jqr() {
     p2v smoke -q "$base" >"$T/out" 2>&1 &
   pid=$!
   for _ in $(seq 240); do
-    ls "$T"/tmp/p2v-smoke.*/disk.qcow2 >/dev/null 2>&1 && break
+    ls "$T"/tmp/p2v-smoke.*/disk0.qcow2 >/dev/null 2>&1 && break
     sleep 0.5
   done
   sleep 2
-  pgrep -f "$T/tmp/p2v-smoke.*/disk.qcow2" >/dev/null   # qemu is booting
+  pgrep -f "$T/tmp/p2v-smoke.*/disk0.qcow2" >/dev/null   # qemu is booting
   kill -INT "$pid"
   rc=0
   wait "$pid" || rc=$?
