@@ -39,7 +39,6 @@ struct p2v_guest {
   const char *accel;
   double launch_seconds;
   bool readonly;
-  bool progress;
 };
 
 void *
@@ -488,10 +487,10 @@ guest_open (const char *const *disks, size_t ndisks, const char *format,
   }
   gs->image = gs->disks[0];
   gs->readonly = readonly;
-  gs->progress = verbose && isatty (STDERR_FILENO);
   t0 = now_seconds ();
   gs->g = appliance_launch ((const char *const *) gs->disks, gs->formats,
-                            gs->ndisks, readonly, accel, gs->progress,
+                            gs->ndisks, readonly, accel,
+                            verbose && isatty (STDERR_FILENO),
                             gs->image, &gs->accel);
   if (!gs->g) {
     guest_free (gs);
