@@ -25,6 +25,10 @@
 
 /* A KVM appliance is up in seconds; one silent this long is a hung KVM. */
 #define KVM_LAUNCH_TIMEOUT 60
+/* A TCG launch takes 15-60 s on a 2-core host; one was seen to hang in
+ * the appliance kernel's boot for 20 minutes (busy, no disk I/O) while
+ * other TCG guests ran.  So it gets this long, then one more try. */
+#define TCG_LAUNCH_TIMEOUT 300
 /* Where a KVM that failed is remembered, so that auto mode does not wait
  * for it again on every run (per kernel release). */
 #define KVM_BROKEN_MARKER "p2v-kvm-unusable"
@@ -340,6 +344,36 @@ say (const struct launch_req *rq, const char *msg)
     fprintf (stderr, "%s: %s\n", p2v_progname, msg);
 }
 
+/* Launch a handle made by new_handle (rq, tcg) that boots with TCG,
+ * under TCG_LAUNCH_TIMEOUT, trying once more if that passes; NULL after
+ * p2v_error(). */
+static guestfs_h *
+launch_tcg (const struct launch_req *rq, int tcg)
+{
+  for (int attempt = 1; ; attempt++) {
+    bool timed_out = false;
+    guestfs_h *g = new_handle (rq, tcg);
+    char *msg;
+
+    if (!g)
+      return NULL;
+    if (launch_watched (g, TCG_LAUNCH_TIMEOUT, &timed_out) == 0)
+      return g;
+    msg = timed_out ? xasprintf ("no answer within %d s", TCG_LAUNCH_TIMEOUT)
+      : one_line (guestfs_last_error (g));
+    guestfs_close (g);
+    if (!timed_out || attempt == 2) {
+      p2v_error ("cannot start the libguestfs appliance for '%s': %s",
+                 rq->name, msg);
+      free (msg);
+      return NULL;
+    }
+    p2v_warning ("the libguestfs appliance for '%s' did not start (%s); "
+                 "trying again", rq->name, msg);
+    free (msg);
+  }
+}
+
 /* Start with KVM or TCG as ACCEL and the host allow; see inject-int.h. */
 static guestfs_h *
 launch (const struct launch_req *rq, const char *accel, const char **used)
@@ -351,10 +385,12 @@ launch (const struct launch_req *rq, const char *accel, const char **used)
   if (strcmp (accel, "auto") == 0 && env_decides_accel (&tcg_env)) {
     /* libguestfs applies the environment itself. */
     *used = tcg_env ? "tcg" : "kvm";
-    if (!(g = new_handle (rq, -1)))
-      return NULL;
     say (rq, tcg_env ? "starting the libguestfs appliance (TCG)"
          : "starting the libguestfs appliance");
+    if (tcg_env)
+      return launch_tcg (rq, -1);
+    if (!(g = new_handle (rq, -1)))
+      return NULL;
     if (guestfs_launch (g) == -1)
       goto launch_failed;
     return g;
@@ -364,12 +400,8 @@ launch (const struct launch_req *rq, const char *accel, const char **used)
       || (strcmp (accel, "auto") == 0
           && (!kvm_device_usable () || kvm_known_broken ()))) {
     *used = "tcg";
-    if (!(g = new_handle (rq, 1)))
-      return NULL;
     say (rq, "starting the libguestfs appliance (TCG)");
-    if (guestfs_launch (g) == -1)
-      goto launch_failed;
-    return g;
+    return launch_tcg (rq, 1);
   }
 
   /* kvm, or auto with a usable /dev/kvm: try KVM under a watchdog. */
@@ -392,11 +424,7 @@ launch (const struct launch_req *rq, const char *accel, const char **used)
   free (msg);
   kvm_remember_broken ();
   *used = "tcg";
-  if (!(g = new_handle (rq, 1)))
-    return NULL;
-  if (guestfs_launch (g) == -1)
-    goto launch_failed;
-  return g;
+  return launch_tcg (rq, 1);
 
  launch_failed:
   msg = one_line (guestfs_last_error (g));
