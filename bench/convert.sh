@@ -36,6 +36,23 @@ cmd[p2v-ns]="$p2v convert --no-inject --no-smoke -q --force --no-sync $src -o $d
 cmd[qemu-t]="qemu-img convert -t writeback -O qcow2 $src $dir/out-qemu-t.qcow2"
 cmd[p2v]="$p2v convert --no-inject --no-smoke -q --force $src -o $dir/out-p2v.qcow2"
 
+# How long each run waits after the sync.  On a VM whose virtio-balloon
+# does free page reporting (feature bit 5, as on the machine these
+# figures come from), pages freed by the previous run's output go back
+# to the host about 2 s later.  A run that starts before that reuses
+# pages the host still backs and allocates its page cache up to twice as
+# fast, so its time depends on what ran before it and how long ago:
+# alternating two runs with `sleep 1` made whichever came first in each
+# pair the faster, by 25-50 %, whatever the program; with `sleep 3` the
+# order effect went away.  So wait 3 s there: every run starts with
+# those pages back with the host, the same for every contender.
+reporting=no
+for d in /sys/bus/virtio/devices/*; do
+  [ "$(cat "$d/device" 2>/dev/null)" = 0x0005 ] || continue
+  if [ "$(cut -c6 "$d/features" 2>/dev/null)" = 1 ]; then reporting=yes; fi
+done
+settle="${BENCH_SETTLE:-$([ $reporting = yes ] && echo 3 || echo 1)}"
+
 # Every run starts with no earlier outputs, dirty data written back and
 # the source in the page cache.  On this VM a plain copy's kernel time
 # (page-cache allocation) still depends on what ran just before it: the
@@ -49,7 +66,7 @@ for ((r = 1; r <= runs; r++)); do
   for ((k = 0; k < n; k++)); do
     name=${order[$(( (k + r - 1) % n ))]}
     rm -f "$dir"/out-*.qcow2
-    sync; sleep 1
+    sync; sleep "$settle"
     t0=$(date +%s.%N)
     /usr/bin/time -f '%U %S' -o "$dir/cpu.txt" ${cmd[$name]}
     t1=$(date +%s.%N)
@@ -75,6 +92,7 @@ done
 
 echo
 echo "source: $size_mib MiB ($(du -m "$src" | cut -f1) MiB allocated), $(nproc) CPUs, median of $runs runs"
+echo "each run after sync + ${settle} s (free page reporting: $reporting)"
 printf '%-10s %-40s %8s %11s %8s %11s\n' name command seconds "min-max" "cpu s" "size (MiB)"
 for name in "${order[@]}"; do
   c="${cmd[$name]//$dir\//}"; c="${c//$top\//}"; c="${c//--no-inject --no-smoke /}"
