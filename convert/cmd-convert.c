@@ -284,6 +284,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   const char *mac = NULL;
   char mac_buf[18];
   size_t n = 0, renamed = 0;
+  size_t boot_disk = 0;         /* from inject; without it, the first */
   bool smoke_ran = false, xml_renamed = false;
   unsigned threads = j->copts.threads ? j->copts.threads
     : (unsigned) sysconf (_SC_NPROCESSORS_ONLN);
@@ -377,7 +378,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
       .mac = mac, .format = j->out_format, .accel = j->accel,
       .quiet = j->quiet || j->json,
     };
-    if (inject_image ((const char *const *) tmps, n, &iopts) == -1)
+    if (inject_image ((const char *const *) tmps, n, &iopts, &boot_disk) == -1)
       goto fail;
   }
   for (size_t i = 0; i < n && !j->create_opts.no_sync; i++)
@@ -399,7 +400,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   {
     char *b0 = xstrdup (j->out);
     char *stem = output_variant (basename (b0), "", "");
-    xml = domain_xml_build (b, stem, abs_outs, j->out_format, mac);
+    xml = domain_xml_build (b, stem, abs_outs, j->out_format, mac, boot_disk);
     free (stem);
     free (b0);
   }
@@ -426,6 +427,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
   if (j->do_smoke) {
     struct p2v_smoke_opts sopts = {
       .format = j->out_format, .mac = mac, .progress = !j->quiet && !j->json,
+      .boot_disk_known = j->do_inject, .boot_disk = boot_disk,
       .accel = smoke_accel (j->accel),
       .firmware = !b->firmware_known ? P2V_SMOKE_FIRMWARE_AUTO
         : b->uefi ? P2V_SMOKE_FIRMWARE_UEFI : P2V_SMOKE_FIRMWARE_BIOS,
@@ -445,6 +447,7 @@ convert_bundle (const char *src_path, const struct convert_job *j)
                                                  &stats[i], threads));
     json_object_object_add (o, "disks", arr);
     json_object_object_add (o, "domain_xml", json_object_new_string (xml_out));
+    json_object_object_add (o, "boot_disk", json_object_new_int64 ((int64_t) boot_disk));
     json_object_object_add (o, "mac", mac ? json_object_new_string (mac) : NULL);
     json_object_object_add (o, "injected", json_object_new_boolean (j->do_inject));
     if (smoke_ran)
@@ -453,9 +456,12 @@ convert_bundle (const char *src_path, const struct convert_job *j)
     json_object_put (o);
   }
   else if (!j->quiet) {
-    printf ("wrote libvirt domain '%s' (%zu disk%s, %zu NIC%s, %s)\n", xml_out,
+    printf ("wrote libvirt domain '%s' (%zu disk%s, %zu NIC%s, %s", xml_out,
             n, n == 1 ? "" : "s", b->n_nics, b->n_nics == 1 ? "" : "s",
             b->uefi ? "uefi" : "bios");
+    if (n > 1)
+      printf (", boots disk %zu", boot_disk);
+    printf (")\n");
     if (smoke_ran)
       smoke_result_print (&smoke, outs[0], stdout);
   }
@@ -678,7 +684,7 @@ cmd_convert (int argc, char **argv)
       .mac = mac, .format = out_format, .accel = accel, .quiet = quiet || json,
       .remove_agents = remove_agents,
     };
-    if (inject_image ((const char *const *) &tmp, 1, &iopts) == -1)
+    if (inject_image ((const char *const *) &tmp, 1, &iopts, NULL) == -1)
       goto fail;
   }
   if (!create_opts.no_sync && fsync_path (tmp, false) == -1)

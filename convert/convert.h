@@ -55,11 +55,13 @@ int compare_images (struct p2v_image *a, struct p2v_image *b,
  * disk_paths[i] is where disk i was written (absolute), disk_format its
  * format, first_mac replaces the first NIC's MAC (NULL: keep it),
  * fallback_name names the domain when the manifest has no usable
- * hostname.  Returns the XML text (caller frees). */
+ * hostname, boot_disk is the index of the disk the VM boots from (its
+ * boot loader's disk need not be the first).  Returns the XML text
+ * (caller frees). */
 struct p2v_bundle;
 char *domain_xml_build (const struct p2v_bundle *b, const char *fallback_name,
                         char *const *disk_paths, const char *disk_format,
-                        const char *first_mac);
+                        const char *first_mac, size_t boot_disk);
 /* A libvirt domain name from a hostname, or NULL if nothing is left. */
 char *domain_name_from_hostname (const char *hostname);
 

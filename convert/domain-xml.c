@@ -108,7 +108,7 @@ virtio_disk_name (size_t i, char out[16])
 char *
 domain_xml_build (const struct p2v_bundle *b, const char *fallback_name,
                   char *const *disk_paths, const char *disk_format,
-                  const char *first_mac)
+                  const char *first_mac, size_t boot_disk)
 {
   char *name = domain_name_from_hostname (b->hostname);
   char *buf = xstrdup ("");
@@ -135,7 +135,6 @@ domain_xml_build (const struct p2v_bundle *b, const char *fallback_name,
           b->vcpus ? b->vcpus : DEFAULT_VCPUS);
   append (&buf, &len, "  <os%s>\n"
           "    <type arch='x86_64' machine='q35'>hvm</type>\n"
-          "    <boot dev='hd'/>\n"
           "  </os>\n"
           "  <features>\n    <acpi/>\n    <apic/>\n  </features>\n"
           "  <cpu mode='host-model'/>\n"
@@ -152,8 +151,12 @@ domain_xml_build (const struct p2v_bundle *b, const char *fallback_name,
             "      <driver name='qemu' type='%s'/>\n"
             "      <source file='", disk_format);
     xml_escape_into (&buf, &len, disk_paths[i]);
+    /* A per-device boot order, not <os><boot dev='hd'/>, which boots
+     * the first disk: the boot loader may live on another one. */
     append (&buf, &len, "'/>\n      <target dev='%s' bus='virtio'/>\n"
-            "    </disk>\n", dev);
+            "%s    </disk>\n", dev,
+            i == (boot_disk < b->n_disks ? boot_disk : 0)
+            ? "      <boot order='1'/>\n" : "");
   }
   for (size_t i = 0; i < b->n_nics; i++) {
     const char *mac = i == 0 && first_mac ? first_mac : b->nics[i].mac;

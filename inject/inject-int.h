@@ -361,6 +361,9 @@ struct p2v_facts {
     char *esp;                  /* UEFI: where the ESP is mounted */
     char *efi_dir;              /* UEFI: EFI/debian, EFI/fedora... */
     char *efi_fallback;         /* EFI/BOOT/BOOTX64.EFI if present */
+    size_t disk;                /* index in disks of the disk the VM must
+                                 * boot: BIOS, the one grub goes to; UEFI,
+                                 * the one holding the ESP */
   } boot;
   struct p2v_kernel *kernels;
   size_t nkernels;
@@ -454,6 +457,7 @@ struct p2v_run_opts {
   struct p2v_inject_opts inject;
   bool json;
   bool verbose;
+  size_t *boot_disk;            /* out, if not NULL: facts.boot.disk */
 };
 /* disks: the server's disks in the VM's order. */
 int inject_run (const char *const *disks, size_t ndisks,

@@ -54,6 +54,8 @@ inject_run (const char *const *disks, size_t ndisks, enum p2v_run_mode mode,
     goto out;
   if (plan_build (gs, facts, opts, &plan) == -1)
     goto out;
+  if (ro->boot_disk)
+    *ro->boot_disk = facts->boot.disk;
 
   /* inspect shows them in its report; inject says them once. */
   if (mode == RUN_INJECT)
@@ -123,8 +125,9 @@ inject_run (const char *const *disks, size_t ndisks, enum p2v_run_mode mode,
 
 int
 inject_image (const char *const *disks, size_t ndisks,
-              const struct p2v_inject_opts *opts)
+              const struct p2v_inject_opts *opts, size_t *boot_disk)
 {
-  struct p2v_run_opts ro = { .inject = *opts, .verbose = !opts->quiet };
+  struct p2v_run_opts ro = { .inject = *opts, .verbose = !opts->quiet,
+                             .boot_disk = boot_disk };
   return inject_run (disks, ndisks, RUN_INJECT, &ro);
 }

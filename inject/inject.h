@@ -15,11 +15,13 @@ struct p2v_inject_opts {
   bool quiet;
 };
 
-/* Inspect IMAGE and apply the plan (or only print it with dry_run).
- * Returns 0 when the guest is ready for KVM (including "nothing to do"),
- * -1 after p2v_error() when it is not and nothing was changed. */
+/* Inspect the disks and apply the plan (or only print it with dry_run).
+ * *boot_disk (if not NULL) gets the index of the disk the VM must boot
+ * from.  Returns 0 when the guest is ready for KVM (including "nothing
+ * to do"), -1 after p2v_error() when it is not and nothing was
+ * changed. */
 int inject_image (const char *const *disks, size_t ndisks,
-                  const struct p2v_inject_opts *opts);
+                  const struct p2v_inject_opts *opts, size_t *boot_disk);
 
 int cmd_inspect (int argc, char **argv);
 int cmd_inject (int argc, char **argv);

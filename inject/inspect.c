@@ -325,6 +325,17 @@ disk_of (struct p2v_guest *gs, struct p2v_facts *f, const char *device)
   return f->disks.n ? xstrdup (f->disks.v[0]) : NULL;
 }
 
+/* The index of DISK (an appliance name) among the guest's disks; 0 if
+ * it is not one of them. */
+static size_t
+disk_index (const struct p2v_facts *f, const char *disk)
+{
+  for (size_t i = 0; disk && i < f->disks.n; i++)
+    if (strcmp (f->disks.v[i], disk) == 0)
+      return i;
+  return 0;
+}
+
 static void
 find_boot_loader (struct p2v_guest *gs, struct p2v_facts *f)
 {
@@ -405,6 +416,13 @@ find_boot_loader (struct p2v_guest *gs, struct p2v_facts *f)
       if (f->fs[i].uuid && f->fs[i].device
           && strcmp (f->fs[i].device, boot_dev) == 0)
         f->boot.install_fs_uuid = xstrdup (f->fs[i].uuid);
+    f->boot.disk = disk_index (f, f->boot.install_device);
+  }
+  else {
+    /* The firmware finds the loader on the ESP's disk. */
+    char *esp_disk = disk_of (gs, f, mountpoint_device (f, f->boot.esp));
+    f->boot.disk = disk_index (f, esp_disk);
+    free (esp_disk);
   }
 }
 

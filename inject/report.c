@@ -40,6 +40,8 @@ report_print_human (FILE *f, const struct p2v_facts *x,
     fprintf (f, ", %s", x->boot.config);
   if (x->boot.install_device)
     fprintf (f, ", boot disk %s", x->boot.install_device);
+  if (x->disks.n > 1)
+    fprintf (f, ", the VM boots disk %zu", x->boot.disk);
   if (x->boot.efi_dir)
     fprintf (f, ", %s (fallback %s)", x->boot.efi_dir,
              x->boot.efi_fallback ? x->boot.efi_fallback : "missing");
@@ -119,6 +121,7 @@ report_json (const struct p2v_facts *x, const struct p2v_plan *plan)
   json_object_object_add (boot, "mkconfig", json_string_or_null (x->boot.mkconfig));
   json_object_object_add (boot, "install", json_string_or_null (x->boot.install));
   json_object_object_add (boot, "install_device", json_string_or_null (x->boot.install_device));
+  json_object_object_add (boot, "disk", json_object_new_int64 ((int64_t) x->boot.disk));
   json_object_object_add (boot, "esp", json_string_or_null (x->boot.esp));
   json_object_object_add (boot, "efi_dir", json_string_or_null (x->boot.efi_dir));
   json_object_object_add (boot, "efi_fallback", json_string_or_null (x->boot.efi_fallback));

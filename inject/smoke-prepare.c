@@ -247,31 +247,81 @@ hash_get (char **h, const char *key)
   return NULL;
 }
 
-/* GPT with an EFI System Partition and no BIOS boot partition: UEFI.
- * Everything else (MBR, hybrid, no table at all) boots with BIOS.  The
- * partition table as libblkid reads it, on the first disk. */
-static enum p2v_smoke_firmware
-detect_firmware (struct session *s, char **partitions)
+/* How the disk's first sector boots under BIOS: 0, not at all (no 0x55AA
+ * signature, or no code in its first 440 bytes, as fdisk leaves a data
+ * disk and as a GPT's protective MBR is); 1, generic code (parted's and
+ * Windows' chain-load the active partition, and a data disk that parted
+ * labelled has it); 2, a boot loader's own (GRUB's boot.img and LILO's
+ * carry their names). */
+static int
+mbr_boot_score (struct session *s, const char *dev)
 {
-  char **devs = guestfs_list_devices (s->g);
-  bool esp = false, bios_boot = false;
+  size_t n = 0;
+  char *sector = guestfs_pread_device (s->g, dev, 512, 0, &n);
+  int score = 0;
 
-  for (size_t i = 0; devs && devs[0] && partitions[i]; i++) {
-    char *dev = guestfs_part_to_dev (s->g, partitions[i]);
-    char **id = dev && strcmp (dev, devs[0]) == 0
-      ? guestfs_blkid (s->g, partitions[i]) : NULL;
-    const char *scheme = hash_get (id, "PART_ENTRY_SCHEME");
-    const char *type = hash_get (id, "PART_ENTRY_TYPE");
-
-    if (scheme && type && strcmp (scheme, "gpt") == 0) {
-      esp |= strcasecmp (type, ESP_TYPE) == 0;
-      bios_boot |= strcasecmp (type, BIOS_BOOT_TYPE) == 0;
-    }
-    free_strv_guestfs (id);
-    free (dev);
+  if (sector && n == 512 && (uint8_t) sector[510] == 0x55
+      && (uint8_t) sector[511] == 0xaa) {
+    for (size_t i = 0; i < 440 && score == 0; i++)
+      score = sector[i] != 0;
+    if (memmem (sector, 440, "GRUB", 4) || memmem (sector, 440, "LILO", 4))
+      score = 2;
   }
-  free_strv_guestfs (devs);
-  return esp && !bios_boot ? P2V_SMOKE_FIRMWARE_UEFI : P2V_SMOKE_FIRMWARE_BIOS;
+  free (sector);
+  return score;
+}
+
+/* The disk the firmware must boot, and (when *firmware is AUTO) the
+ * firmware.  UEFI: the first disk, in the VM's order, whose GPT has an
+ * EFI System Partition (in AUTO, one with no BIOS boot partition, and
+ * not after a disk whose MBR names its loader).  BIOS: the first
+ * disk whose MBR names its boot loader, else the first with any boot
+ * code.  With the firmware known, only that kind is looked for.  None
+ * at all: BIOS, the first disk.  Partition tables as libblkid reads
+ * them. */
+static void
+find_boot_disk (struct session *s, char **devs, char **partitions,
+                enum p2v_smoke_firmware *firmware, size_t *boot_disk)
+{
+  enum p2v_smoke_firmware want = *firmware;
+  int best = 0;
+
+  *boot_disk = 0;
+  if (want == P2V_SMOKE_FIRMWARE_AUTO)
+    *firmware = P2V_SMOKE_FIRMWARE_BIOS;
+  for (size_t d = 0; devs && devs[d]; d++) {
+    bool esp = false, bios_boot = false;
+    int score;
+
+    for (size_t i = 0; partitions[i]; i++) {
+      char *dev = guestfs_part_to_dev (s->g, partitions[i]);
+      char **id = dev && strcmp (dev, devs[d]) == 0
+        ? guestfs_blkid (s->g, partitions[i]) : NULL;
+      const char *scheme = hash_get (id, "PART_ENTRY_SCHEME");
+      const char *type = hash_get (id, "PART_ENTRY_TYPE");
+
+      if (scheme && type && strcmp (scheme, "gpt") == 0) {
+        esp |= strcasecmp (type, ESP_TYPE) == 0;
+        bios_boot |= strcasecmp (type, BIOS_BOOT_TYPE) == 0;
+      }
+      free_strv_guestfs (id);
+      free (dev);
+    }
+    /* (A disk before it whose MBR names its loader wins in AUTO.) */
+    if (want != P2V_SMOKE_FIRMWARE_BIOS && esp
+        && (want == P2V_SMOKE_FIRMWARE_UEFI || (!bios_boot && best < 2))) {
+      *boot_disk = d;
+      *firmware = P2V_SMOKE_FIRMWARE_UEFI;
+      return;
+    }
+    if (want == P2V_SMOKE_FIRMWARE_UEFI)
+      continue;
+    score = mbr_boot_score (s, devs[d]);
+    if (score > best) {
+      best = score;
+      *boot_disk = d;
+    }
+  }
 }
 
 /* Read a guest file as a string. */
@@ -518,7 +568,7 @@ prepare_filesystem (struct session *s, const char *device)
 int
 smoke_prepare_overlay (const char *const *overlays, size_t n,
                        const char *image, enum p2v_smoke_firmware *firmware,
-                       const char *accel, bool *prepared)
+                       size_t *boot_disk, const char *accel, bool *prepared)
 {
   struct session s = { .image = image };
   char **parts = NULL, **lvs = NULL, **mds = NULL, **devs = NULL;
@@ -547,8 +597,7 @@ smoke_prepare_overlay (const char *const *overlays, size_t n,
   }
   lvs = guestfs_lvs (s.g);
   mds = guestfs_list_md_devices (s.g);
-  if (*firmware == P2V_SMOKE_FIRMWARE_AUTO)
-    *firmware = detect_firmware (&s, parts);
+  find_boot_disk (&s, devs, parts, firmware, boot_disk);
 
   /* LVs first (a root on LVM is the common server layout; its /boot
    * partition is found either way), then md, partitions, and whole disks

@@ -49,6 +49,7 @@ static const struct ovmf_pair ovmf_candidates[] = {
 struct smoke_run {
   char *dir;
   size_t ndisks;
+  size_t boot_disk;     /* the one with bootindex=1 */
   char **base;          /* overlay over each IMAGE, prepared through libguestfs */
   char **disk;          /* overlay over each base, one per boot attempt */
   char *console;        /* ttyS0 */
@@ -459,7 +460,7 @@ qemu_argv (const struct smoke_run *run, const struct boot_config *bc)
     free (vars);
   }
   /* Every disk on virtio, in order (vda, vdb...).  bootindex: the
-   * firmware boots the first disk only, never the network. */
+   * firmware boots the boot loader's disk only, never the network. */
   for (size_t i = 0; i < run->ndisks; i++) {
     char *disk = qemu_escape (run->disk[i]);
     argv_add (&v, "-drive");
@@ -467,7 +468,7 @@ qemu_argv (const struct smoke_run *run, const struct boot_config *bc)
                disk, i);
     argv_add (&v, "-device");
     argv_addf (&v, "virtio-blk-pci,drive=disk%zu%s", i,
-               i == 0 ? ",bootindex=1" : "");
+               i == run->boot_disk ? ",bootindex=1" : "");
     free (disk);
   }
   /* restrict=on: nothing leaves qemu. */
@@ -825,7 +826,7 @@ smoke_image (const char *const *images, size_t ndisks,
     }
   }
   if (smoke_prepare_overlay ((const char *const *) run.base, ndisks, image,
-                             &firmware,
+                             &firmware, &run.boot_disk,
                              accel == P2V_SMOKE_ACCEL_TCG ? "tcg"
                              : accel == P2V_SMOKE_ACCEL_KVM ? "kvm" : "auto",
                              &res->prepared) == -1) {
@@ -839,6 +840,9 @@ smoke_image (const char *const *images, size_t ndisks,
     p2v_warning ("no Linux guest found in '%s': booting it unobserved", image);
   res->prepare_seconds = now_seconds () - t0;
   res->firmware = firmware == P2V_SMOKE_FIRMWARE_UEFI ? "uefi" : "bios";
+  if (opts->boot_disk_known && opts->boot_disk < ndisks)
+    run.boot_disk = opts->boot_disk;
+  res->boot_disk = run.boot_disk;
 
   if (firmware == P2V_SMOKE_FIRMWARE_UEFI) {
     if (find_ovmf (&bc.ovmf_code, &ovmf_vars) == -1 ||
@@ -957,6 +961,7 @@ smoke_result_to_json (const struct p2v_smoke_result *res)
   json_object_object_add (o, "accel_note", json_string_or_null (res->accel_note));
   json_object_object_add (o, "firmware", json_string_or_null (res->firmware));
   json_object_object_add (o, "observed", json_object_new_boolean (res->prepared));
+  json_object_object_add (o, "boot_disk", json_object_new_int64 ((int64_t) res->boot_disk));
   json_object_object_add (o, "target", json_string_or_null (res->target));
   json_object_object_add (o, "target_state", json_string_or_null (res->target_state));
   json_object_object_add (o, "system_state", json_string_or_null (res->system_state));
@@ -998,6 +1003,8 @@ smoke_result_print (const struct p2v_smoke_result *res, const char *image,
     fprintf (f, "pass: '%s' reached %s in %.1f s (%s, %s)\n", image,
              res->target ? res->target : "its default target", res->seconds,
              res->accel, res->firmware);
+    if (res->boot_disk > 0)
+      fprintf (f, "  %-10s disk %zu\n", "booted", res->boot_disk);
     fprintf (f, "  %-10s %s\n", "kernel", res->kernel ? res->kernel : "?");
     fprintf (f, "  %-10s %s (%s) on", "root",
              res->root_source ? res->root_source : "?",

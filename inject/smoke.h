@@ -37,6 +37,10 @@ struct p2v_smoke_opts {
   unsigned memory_mb;           /* 0: P2V_SMOKE_DEFAULT_MEMORY */
   unsigned cpus;                /* vCPUs; 0: 2, or 1 on a one-core host */
   bool progress;                /* one-line status on stderr while it runs */
+  /* The disk to boot when the caller knows it (inject found where the
+   * boot loader went); otherwise the first disk with a way to boot. */
+  bool boot_disk_known;
+  size_t boot_disk;
 };
 
 /* What a boot looks like from outside, in boot order: how far it got. */
@@ -95,6 +99,7 @@ struct p2v_smoke_result {
   char *accel_note;             /* why KVM was given up, or NULL */
   const char *firmware;         /* "bios" or "uefi" */
   bool prepared;                /* the marker service was installed */
+  size_t boot_disk;             /* index of the disk the firmware booted */
   /* From the guest's own report (NULL/empty without one): */
   char *target;                 /* default target, "runlevel 3" on sysvinit */
   char *target_state;           /* "active" when reached */
@@ -153,12 +158,14 @@ char *smoke_edit_bls_entry (const char *entry, const char *args, size_t *n);
 
 /* Prepare the overlays (every disk, in order) in one libguestfs session
  * (ACCEL "auto", "kvm" or "tcg", as appliance_launch): detect the firmware
- * when *firmware is AUTO (sets it), add the serial console to the kernel
- * command lines and install the one-shot report service.  *prepared says
- * whether a Linux guest was found and changed.  Returns 0 or -1. */
+ * when *firmware is AUTO (sets it) and the disk the firmware must boot
+ * (*boot_disk), add the serial console to the kernel command lines and
+ * install the one-shot report service.  *prepared says whether a Linux
+ * guest was found and changed.  Returns 0 or -1. */
 int smoke_prepare_overlay (const char *const *overlays, size_t n,
                            const char *image,
                            enum p2v_smoke_firmware *firmware,
+                           size_t *boot_disk,
                            const char *accel, bool *prepared);
 
 /* String vectors shared by the smoke files (NULL-terminated). */

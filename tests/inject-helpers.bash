@@ -119,23 +119,30 @@ inject_flow_teardown() {
   [ ! -f "$D/loop" ] || losetup -d "$(cat "$D/loop")" 2>/dev/null || true
 }
 
-# convert_smoke_passed: the capture and convert steps worked, convert
-# injected the copy and its smoke test passed: multi-user, / on the
-# virtio disk, the fixture's NIC up on virtio_net with the MAC it was
-# given and its static address.
-convert_smoke_passed() {
-  local j="$D/convert.out" nic mac ip
+# smoke_passed JSON [PATH]: the smoke report at PATH (default: the whole
+# file) in JSON says pass: multi-user, / on the virtio disk, the
+# fixture's NIC up on virtio_net with the MAC it was given and its
+# static address.
+smoke_passed() {
+  local j="$1" p="${2:-.}" nic mac ip
   nic=$(side "$D/server.img" nic); mac=$(side "$D/server.img" mac)
   ip=$(side "$D/server.img" ip)
+  jq -e "$p | .verdict == \"pass\"" "$j" >/dev/null || { jq "$p" "$j"; false; }
+  # / is on the virtio disk (directly, or through LVM on it).
+  [ "$(jq -r "$p | .root_disks[0].driver" "$j")" = virtio_blk ]
+  [[ "$(jq -r "$p | .target" "$j")" =~ ^(multi-user|graphical)\.target$ ]]
+  jq -e --arg n "$nic" --arg m "$mac" --arg ip "$ip" \
+    "$p"' | .interfaces[] | select(.name == $n) | .mac == $m and .state == "up" and .driver == "virtio_net" and (.ipv4 | index($ip))' \
+    "$j" >/dev/null
+}
+
+# convert_smoke_passed: the capture and convert steps worked, convert
+# injected the copy and its smoke test passed (smoke_passed).
+convert_smoke_passed() {
+  local j="$D/convert.out"
   step_ok capture
   step_ok convert
   [ "$(jq -r .injected "$j")" = true ]
-  [ "$(jq -r .smoke.verdict "$j")" = pass ]
-  # / is on the virtio disk (directly, or through LVM on it).
-  [ "$(jq -r '.smoke.root_disks[0].driver' "$j")" = virtio_blk ]
-  [[ "$(jq -r .smoke.target "$j")" =~ ^(multi-user|graphical)\.target$ ]]
-  jq -e --arg n "$nic" --arg m "$mac" --arg ip "$ip" \
-    '.smoke.interfaces[] | select(.name == $n) | .mac == $m and .state == "up" and .driver == "virtio_net" and (.ipv4 | index($ip))' \
-    "$j" >/dev/null
+  smoke_passed "$j" .smoke
   echo "# convert + inject + smoke: $(grep '^convert:' "$D/times"), smoke boot $(jq -r .smoke.seconds "$j") s" >&3
 }

@@ -267,6 +267,16 @@ test_window (void)
   free (back);
 }
 
+static size_t
+count_substr (const char *s, const char *needle)
+{
+  size_t n = 0;
+
+  for (const char *p = s; (p = strstr (p, needle)); p++)
+    n++;
+  return n;
+}
+
 static void
 test_domain_xml (void)
 {
@@ -276,7 +286,7 @@ test_domain_xml (void)
 
   if (!b)
     return;
-  xml = domain_xml_build (b, "new", paths, "qcow2", NULL);
+  xml = domain_xml_build (b, "new", paths, "qcow2", NULL, 0);
   CHECK (strstr (xml, "<name>web01</name>"));
   CHECK (strstr (xml, "<memory unit='KiB'>16777216</memory>"));
   CHECK (strstr (xml, "<vcpu placement='static'>8</vcpu>"));
@@ -286,8 +296,17 @@ test_domain_xml (void)
   CHECK (strstr (xml, "<target dev='vdb' bus='virtio'/>"));
   CHECK (strstr (xml, "/srv/it&apos;s &lt;&amp;&gt;/new-disk1.qcow2"));
   CHECK (strstr (xml, "type='qcow2'"));
+  /* Exactly one boot order, on disk 0, and no <os> boot element beside
+   * it (libvirt refuses both). */
+  CHECK (strstr (xml, "<target dev='vda' bus='virtio'/>\n      <boot order='1'/>"));
+  CHECK (count_substr (xml, "<boot") == 1);
   free (xml);
-  xml = domain_xml_build (b, "new", paths, "raw", "52:54:00:99:99:99");
+  /* The boot loader on the second disk: vdb boots. */
+  xml = domain_xml_build (b, "new", paths, "qcow2", NULL, 1);
+  CHECK (strstr (xml, "<target dev='vdb' bus='virtio'/>\n      <boot order='1'/>"));
+  CHECK (count_substr (xml, "<boot") == 1);
+  free (xml);
+  xml = domain_xml_build (b, "new", paths, "raw", "52:54:00:99:99:99", 0);
   CHECK (strstr (xml, "<mac address='52:54:00:99:99:99'/>"));
   CHECK (!strstr (xml, "52:54:00:ab:cd:ef"));
   CHECK (strstr (xml, "type='raw'"));
@@ -304,7 +323,7 @@ test_domain_xml (void)
   CHECK (domain_name_from_hostname (NULL) == NULL);
   free (b->hostname);
   b->hostname = xstrdup ("///");
-  xml = domain_xml_build (b, "fallback", paths, "qcow2", NULL);
+  xml = domain_xml_build (b, "fallback", paths, "qcow2", NULL, 0);
   CHECK (strstr (xml, "<name>fallback</name>"));
   free (xml);
   bundle_free (b);
