@@ -687,9 +687,8 @@ plan_debconf (struct planner *P)
     free (value);
     return;
   }
-  for (size_t i = 0; i < f->disks.n && f->boot.install_device; i++)
-    if (strcmp (f->disks.v[i], f->boot.install_device) == 0 && i < 26)
-      disk = xasprintf ("/dev/vd%c", (char) ('a' + i));
+  if (f->boot.install_device && f->boot.disk < 26)
+    disk = xasprintf ("/dev/vd%c", (char) ('a' + f->boot.disk));
   if (!disk)
     disk = xstrdup ("/dev/vda");
   before = xasprintf ("%s=%s", question, value);
